@@ -1,0 +1,1 @@
+"""Lookup service for reported stolen and lost travel documents."""
