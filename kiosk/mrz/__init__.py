@@ -5,11 +5,19 @@ from kiosk.mrz.compose import DocumentFields, compose, random_fields
 from kiosk.mrz.formats import LAYOUTS, CharClass, Layout, MrzFormat, detect_format
 from kiosk.mrz.model import FieldError, MrzReport, MrzWarning, PartialDate, WarningCode
 from kiosk.mrz.parser import normalize_lines, parse, split_name, split_text
+from kiosk.mrz.repair import (
+    Correction,
+    RepairOutcome,
+    RepairStatus,
+    repair,
+    repair_text,
+)
 
 __all__ = [
     "LAYOUTS",
     "MRZ_ALPHABET",
     "CharClass",
+    "Correction",
     "DocumentFields",
     "FieldError",
     "Layout",
@@ -17,6 +25,8 @@ __all__ = [
     "MrzReport",
     "MrzWarning",
     "PartialDate",
+    "RepairOutcome",
+    "RepairStatus",
     "WarningCode",
     "compose",
     "compute_check_digit",
@@ -25,6 +35,8 @@ __all__ = [
     "normalize_lines",
     "parse",
     "random_fields",
+    "repair",
+    "repair_text",
     "split_name",
     "split_text",
 ]

@@ -1,0 +1,366 @@
+"""Repair OCR readings of an MRZ with the field grammar and the check digits.
+
+The recogniser gives, for every position, a few candidate characters with
+probabilities. Repair keeps each position inside its field's alphabet,
+tries the plausible alternatives at uncertain positions, and keeps only
+readings whose check digits pass. When two different readings pass and
+the second is not much less likely than the first, the result is AMBIGUOUS:
+the kiosk asks for a rescan instead of guessing.
+
+Some confusions leave every check digit intact, because the 7-3-1 weights
+times the difference of the two characters' values is a multiple of 10:
+`<`/`0` (0 and 0), `<`/`K` (0 and 20), `A`/`K` (10 and 20), `I`/`S` (18 and
+28), `B`/`L` (11 and 21) and any other pair 10 apart. Only the image can
+tell them apart, so they surface here as AMBIGUOUS when the recogniser gives
+both characters a real probability.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from kiosk.errors import MRZError
+from kiosk.mrz.formats import ALLOWED, LAYOUTS, CharClass, Layout, detect_format
+from kiosk.mrz.model import MrzReport
+from kiosk.mrz.parser import parse
+from kiosk.mrz.states import is_known_code
+
+Candidate = tuple[str, float]
+Alternatives = Sequence[Sequence[Sequence[Candidate]]]
+
+# An alternative below this probability is noise, not a reading.
+MIN_ALTERNATIVE_P = 0.02
+# A second passing reading at least this likely, relative to the best one,
+# makes the result ambiguous.
+AMBIGUITY_RATIO = 0.1
+# At most this many uncertain positions are tried, and at most this many
+# changed together, which bounds the search to a few thousand readings.
+MAX_UNCERTAIN = 14
+MAX_CHANGES = 3
+MAX_CANDIDATES_PER_POSITION = 4
+
+# OCR-B look-alikes, used when the best character is outside a field's
+# alphabet (a letter in a date, a digit in a name).
+_TO_DIGIT = {
+    "O": "0",
+    "Q": "0",
+    "D": "0",
+    "U": "0",
+    "I": "1",
+    "L": "1",
+    "T": "1",
+    "Z": "2",
+    "S": "5",
+    "B": "8",
+    "G": "6",
+    "A": "4",
+    "E": "3",
+}
+_TO_LETTER = {
+    "0": "O",
+    "1": "I",
+    "2": "Z",
+    "5": "S",
+    "8": "B",
+    "6": "G",
+    "4": "A",
+    "3": "E",
+    "7": "T",
+}
+_TO_SEX = {"H": "M", "N": "M", "P": "F", "E": "F", "K": "X", "Y": "X"}
+
+
+class RepairStatus(enum.StrEnum):
+    EXACT = "exact"  # the best reading passed every check as read
+    REPAIRED = "repaired"  # passing after corrections the checks confirm
+    AMBIGUOUS = "ambiguous"  # more than one plausible reading passes
+    FAILED = "failed"  # no plausible reading passes
+
+
+@dataclass(frozen=True, slots=True)
+class Correction:
+    line: int
+    position: int
+    read: str
+    corrected: str
+
+
+@dataclass(frozen=True, slots=True)
+class RepairOutcome:
+    status: RepairStatus
+    lines: tuple[str, ...] | None
+    report: MrzReport | None
+    confidence: float
+    corrections: tuple[Correction, ...] = ()
+    # Positions (line, position) where another plausible reading differs.
+    uncertain: tuple[tuple[int, int], ...] = ()
+    reason: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the reading can be trusted for a lookup."""
+        return self.status in (RepairStatus.EXACT, RepairStatus.REPAIRED)
+
+
+def _constrain(cands: Sequence[Candidate], char_class: CharClass) -> list[Candidate]:
+    """Keep the candidates a position's alphabet allows, mapping look-alikes
+    in when none of them fits."""
+    allowed = ALLOWED[char_class]
+    kept: dict[str, float] = {}
+    for char, p in cands:
+        if char in allowed:
+            kept[char] = max(kept.get(char, 0.0), p)
+    if not kept or max(kept.values()) < MIN_ALTERNATIVE_P:
+        table = (
+            _TO_SEX
+            if char_class is CharClass.SEX
+            else (_TO_LETTER if char_class is CharClass.LETTER else _TO_DIGIT)
+        )
+        for char, p in cands:
+            mapped = table.get(char)
+            if mapped is not None and mapped in allowed:
+                kept[mapped] = max(kept.get(mapped, 0.0), p * 0.8)
+    ranked = sorted(kept.items(), key=lambda item: -item[1])
+    return ranked[:MAX_CANDIDATES_PER_POSITION]
+
+
+@dataclass
+class _Position:
+    line: int
+    pos: int
+    candidates: list[Candidate]
+
+    @property
+    def best(self) -> Candidate:
+        return self.candidates[0]
+
+
+def _protected_positions(layout: Layout) -> set[tuple[int, int]]:
+    protected: set[tuple[int, int]] = set()
+    for check in layout.checks:
+        for line, start, end in check.spans:
+            protected.update((line, p) for p in range(start, end))
+        protected.add(check.digit)
+    return protected
+
+
+def _state_positions(layout: Layout) -> list[list[tuple[int, int]]]:
+    groups = []
+    for name in ("issuing_state", "nationality"):
+        for f in layout.fields:
+            if f.name == name:
+                groups.append([(f.line, p) for p in range(f.start, f.end)])
+    return groups
+
+
+def repair(
+    alternatives: Alternatives, *, today: dt.date | None = None
+) -> RepairOutcome:
+    """Choose the reading of an MRZ that the grammar and check digits support."""
+    read = ["".join(c[0][0] if c else "<" for c in line) for line in alternatives]
+    try:
+        fmt = detect_format(read)
+    except MRZError as exc:
+        return RepairOutcome(RepairStatus.FAILED, None, None, 0.0, reason=str(exc))
+    layout = LAYOUTS[fmt]
+    classes = layout.char_classes()
+
+    grid: list[list[_Position]] = []
+    for ln, line in enumerate(alternatives):
+        row = []
+        for pos, cands in enumerate(line):
+            constrained = _constrain(cands, classes[ln][pos])
+            if not constrained:
+                constrained = [("<", 1e-6)]
+            row.append(_Position(ln, pos, constrained))
+        grid.append(row)
+
+    _choose_states(grid, layout)
+    _fill_filler_runs(grid, layout)
+    return _search(grid, layout, read, today)
+
+
+def _choose_states(grid: list[list[_Position]], layout: Layout) -> None:
+    """Prefer, for state codes, the candidate combination that is a known code."""
+    for group in _state_positions(layout):
+        options = [grid[ln][p].candidates for ln, p in group]
+        best: tuple[float, tuple[Candidate, ...]] | None = None
+        for combo in itertools.product(*options):
+            code = "".join(c for c, _ in combo)
+            if not is_known_code(code):
+                continue
+            score = sum(math.log(max(p, 1e-9)) for _, p in combo)
+            if best is None or score > best[0]:
+                best = (score, combo)
+        if best is None:
+            continue
+        for (ln, p), chosen in zip(group, best[1], strict=True):
+            cands = grid[ln][p].candidates
+            grid[ln][p].candidates = [chosen] + [c for c in cands if c[0] != chosen[0]]
+
+
+def _fill_filler_runs(grid: list[list[_Position]], layout: Layout) -> None:
+    """Inside a name field, a lone character between fillers with `<` among
+    its candidates is a filler: names never hold one-letter islands after
+    their end."""
+    protected = _protected_positions(layout)
+    for row in grid:
+        for i in range(1, len(row) - 1):
+            here = row[i]
+            if (here.line, here.pos) in protected:
+                continue
+            if here.best[0] == "<" or row[i - 1].best[0] != "<":
+                continue
+            if row[i + 1].best[0] != "<" or (
+                i + 2 < len(row) and row[i + 2].best[0] != "<"
+            ):
+                continue
+            filler = [c for c in here.candidates if c[0] == "<"]
+            if filler and filler[0][1] >= MIN_ALTERNATIVE_P:
+                here.candidates = filler + [c for c in here.candidates if c[0] != "<"]
+
+
+def _search(
+    grid: list[list[_Position]], layout: Layout, read: list[str], today: dt.date | None
+) -> RepairOutcome:
+    protected = _protected_positions(layout)
+    best_lines = [[p.best[0] for p in row] for row in grid]
+
+    # Positions under a check digit whose reading is in doubt, most doubtful
+    # first.
+    uncertain = [
+        p
+        for row in grid
+        for p in row
+        if (p.line, p.pos) in protected
+        and len(p.candidates) > 1
+        and p.candidates[1][1] >= MIN_ALTERNATIVE_P
+    ]
+    uncertain.sort(
+        key=lambda p: p.candidates[1][1] / max(p.best[1], 1e-9), reverse=True
+    )
+    uncertain = uncertain[:MAX_UNCERTAIN]
+
+    passing: list[tuple[float, list[str], tuple[tuple[int, int, str], ...]]] = []
+    for changes in _change_sets(uncertain):
+        lines = [row[:] for row in best_lines]
+        delta = 0.0
+        for position, (char, p) in changes:
+            lines[position.line][position.pos] = char
+            delta += math.log(max(p, 1e-9)) - math.log(max(position.best[1], 1e-9))
+        text = ["".join(row) for row in lines]
+        if _checks_pass(text, today):
+            key = tuple((pos.line, pos.pos, c) for pos, (c, _) in changes)
+            passing.append((delta, text, key))
+
+    confidence_base = _confidence(grid, protected)
+    if not passing:
+        report = _safe_parse(["".join(r) for r in best_lines], today)
+        failed = [n for n, ok in (report.checks.items() if report else []) if not ok]
+        reason = "check digits failed" + (
+            f" ({', '.join(n.replace('_', ' ') for n in failed)})" if failed else ""
+        )
+        return RepairOutcome(
+            RepairStatus.FAILED,
+            tuple("".join(r) for r in best_lines),
+            report,
+            confidence_base * 0.3,
+            reason=reason,
+        )
+
+    passing.sort(key=lambda item: -item[0])
+    best_delta, best_text, _ = passing[0]
+    rivals = [
+        item
+        for item in passing[1:]
+        if item[1] != best_text and item[0] >= best_delta + math.log(AMBIGUITY_RATIO)
+    ]
+    report = _safe_parse(best_text, today)
+    corrections = tuple(
+        Correction(ln, pos, read[ln][pos], best_text[ln][pos])
+        for ln in range(len(best_text))
+        for pos in range(len(best_text[ln]))
+        if pos < len(read[ln]) and read[ln][pos] != best_text[ln][pos]
+    )
+    confidence = confidence_base * math.exp(max(best_delta, -5.0) / 2)
+    if rivals:
+        differing = sorted(
+            {
+                (ln, pos)
+                for _, text, _ in rivals
+                for ln in range(len(text))
+                for pos in range(len(text[ln]))
+                if text[ln][pos] != best_text[ln][pos]
+            }
+        )
+        where = ", ".join(
+            f"line {ln + 1} position {pos + 1}" for ln, pos in differing[:4]
+        )
+        return RepairOutcome(
+            RepairStatus.AMBIGUOUS,
+            tuple(best_text),
+            report,
+            min(confidence, 0.5) * 0.5,
+            corrections,
+            tuple(differing),
+            reason=f"more than one reading passes the check digits ({where})",
+        )
+    status = RepairStatus.EXACT if not corrections else RepairStatus.REPAIRED
+    return RepairOutcome(status, tuple(best_text), report, confidence, corrections)
+
+
+def _change_sets(
+    uncertain: list[_Position],
+) -> itertools.chain[tuple[tuple[_Position, Candidate], ...]]:
+    """Yield the reading as is, then every way of replacing 1 to MAX_CHANGES
+    uncertain positions by one of their alternatives."""
+
+    def sets(k: int) -> itertools.chain[tuple[tuple[_Position, Candidate], ...]]:
+        per_combo = (
+            itertools.product(*[[(p, c) for c in p.candidates[1:]] for p in combo])
+            for combo in itertools.combinations(uncertain, k)
+        )
+        return itertools.chain.from_iterable(per_combo)
+
+    return itertools.chain([()], *(sets(k) for k in range(1, MAX_CHANGES + 1)))
+
+
+def _checks_pass(lines: list[str], today: dt.date | None) -> bool:
+    report = _safe_parse(lines, today)
+    return report is not None and report.valid
+
+
+def _safe_parse(lines: list[str], today: dt.date | None) -> MrzReport | None:
+    try:
+        return parse(lines, today=today)
+    except MRZError:
+        return None
+
+
+def _confidence(grid: list[list[_Position]], protected: set[tuple[int, int]]) -> float:
+    """Blend the mean log-probability of the whole reading with its weakest
+    protected position, so one doubtful digit cannot hide in a long line."""
+    probs = [max(p.best[1], 1e-9) for row in grid for p in row]
+    geo_mean = math.exp(sum(math.log(p) for p in probs) / len(probs))
+    weakest = min(
+        (
+            max(p.best[1], 1e-9)
+            for row in grid
+            for p in row
+            if (p.line, p.pos) in protected
+        ),
+        default=1.0,
+    )
+    return max(0.0, min(1.0, 0.5 * geo_mean + 0.5 * weakest))
+
+
+def repair_text(lines: Sequence[str], *, today: dt.date | None = None) -> RepairOutcome:
+    """Repair typed or device-sent text, trusting every character as given
+    unless it breaks its field's alphabet."""
+    alternatives = [[[(char, 1.0)] for char in line] for line in lines]
+    return repair(alternatives, today=today)
