@@ -1,0 +1,1 @@
+"""Capture drivers: cameras, serial document readers, folders and a simulator."""
