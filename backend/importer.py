@@ -1,0 +1,276 @@
+"""CSV import of reported documents, full or delta, into a store.
+
+Full file header:
+    issuing_state,document_type,document_number,status,reported_on,
+    reporting_country,reference,issue_date,expiry_date
+A delta file puts an `op` column (`add` or `delete`) first. Dates are ISO
+8601 (YYYY-MM-DD); issue and expiry dates may be empty, and a delete only
+needs the state, type and number.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import logging
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backend.errors import ImportFailed, InvalidRecord
+from backend.records import (
+    Status,
+    fold_number,
+    normalize_number,
+    normalize_state,
+    normalize_type,
+)
+from backend.store.base import Change, ImportResult, Row, Store
+
+logger = logging.getLogger(__name__)
+
+FULL_HEADER = (
+    "issuing_state",
+    "document_type",
+    "document_number",
+    "status",
+    "reported_on",
+    "reporting_country",
+    "reference",
+    "issue_date",
+    "expiry_date",
+)
+DELTA_HEADER = ("op", *FULL_HEADER)
+
+_STATUSES = frozenset(status.value for status in Status)
+_MAX_REFERENCE = 64
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+
+# Called with (rows read, bytes read, file size in bytes).
+ReadProgress = Callable[[int, int, int], None]
+
+
+@dataclass
+class ImportReport:
+    """Outcome of one CSV import: the store's result plus every rejected line."""
+
+    result: ImportResult
+    rows_read: int
+    rejected: list[tuple[int, str]] = field(default_factory=list)
+
+
+def _date(value: str, column: str, *, required: bool) -> str | None:
+    value = value.strip()
+    if not value:
+        if required:
+            raise InvalidRecord(f"missing {column}: expected a date YYYY-MM-DD")
+        return None
+    try:
+        return dt.date.fromisoformat(value).isoformat()
+    except ValueError:
+        raise InvalidRecord(
+            f"invalid {column} {value[:20]!r}: expected a date YYYY-MM-DD"
+        ) from None
+
+
+def parse_record_fields(fields: list[str]) -> Row:
+    """Validate the nine columns of a full-file line and return the store row."""
+    if len(fields) != len(FULL_HEADER):
+        raise InvalidRecord(f"expected {len(FULL_HEADER)} columns, found {len(fields)}")
+    number = normalize_number(fields[2])
+    status = fields[3].strip().lower()
+    if status not in _STATUSES:
+        raise InvalidRecord(
+            f"invalid status {status[:20]!r}: expected one of "
+            + ", ".join(sorted(_STATUSES))
+        )
+    reference = fields[6].strip()
+    if not reference or len(reference) > _MAX_REFERENCE:
+        raise InvalidRecord(
+            f"invalid reference ({len(reference)} characters): expected 1 to "
+            f"{_MAX_REFERENCE} characters"
+        )
+    if _CONTROL_RE.search(reference):
+        raise InvalidRecord("invalid reference: it contains control characters")
+    return (
+        normalize_state(fields[0]),
+        normalize_type(fields[1]),
+        number,
+        fold_number(number),
+        status,
+        _date(fields[4], "reported_on", required=True) or "",
+        normalize_state(fields[5]),
+        reference,
+        _date(fields[7], "issue_date", required=False),
+        _date(fields[8], "expiry_date", required=False),
+    )
+
+
+def parse_change_fields(fields: list[str]) -> Change:
+    """Validate a delta line (op first) and return the change."""
+    if len(fields) != len(DELTA_HEADER):
+        raise InvalidRecord(
+            f"expected {len(DELTA_HEADER)} columns, found {len(fields)}"
+        )
+    op = fields[0].strip().lower()
+    if op == "add":
+        return Change("add", parse_record_fields(fields[1:]))
+    if op == "delete":
+        number = normalize_number(fields[3])
+        row: Row = (
+            normalize_state(fields[1]),
+            normalize_type(fields[2]),
+            number,
+            fold_number(number),
+            "",
+            "",
+            "",
+            "",
+            None,
+            None,
+        )
+        return Change("delete", row)
+    raise InvalidRecord(f"invalid op {op[:20]!r}: expected add or delete")
+
+
+class _CsvSource:
+    """Reads a CSV file line by line, collecting rejected lines on the way."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        delta: bool,
+        progress: ReadProgress | None,
+        max_rejected: int | None,
+    ) -> None:
+        self.path = path
+        self.delta = delta
+        self.progress = progress
+        self.max_rejected = max_rejected
+        self.rejected: list[tuple[int, str]] = []
+        self.rows_read = 0
+        self.accepted = 0
+        try:
+            self.size = path.stat().st_size
+        except OSError as exc:
+            raise ImportFailed(f"cannot read {path}: {exc.strerror}") from exc
+
+    def _open(self) -> io.TextIOWrapper:
+        try:
+            return self.path.open(encoding="utf-8-sig", newline="")
+        except OSError as exc:
+            raise ImportFailed(f"cannot read {self.path}: {exc.strerror}") from exc
+
+    def _check_header(self, header: list[str] | None) -> None:
+        found = tuple(name.strip().lower() for name in header or [])
+        expected = DELTA_HEADER if self.delta else FULL_HEADER
+        if found == expected:
+            return
+        if not self.delta and found == DELTA_HEADER:
+            raise ImportFailed(
+                f"{self.path} is a delta file (first column 'op'); import it "
+                "with --delta"
+            )
+        if self.delta and found == FULL_HEADER:
+            raise ImportFailed(
+                f"{self.path} is a full file (no 'op' column); import it without "
+                "--delta"
+            )
+        raise ImportFailed(
+            f"{self.path} has an unexpected header; the first line must be: "
+            + ",".join(expected)
+        )
+
+    def _reject(self, line: int, reason: str) -> None:
+        self.rejected.append((line, reason))
+        if self.max_rejected is not None and len(self.rejected) > self.max_rejected:
+            # Raising inside the store's transaction rolls the import back.
+            raise ImportFailed(
+                f"more than {self.max_rejected} invalid lines in {self.path}; "
+                "nothing was imported. Fix the file or raise --max-rejected"
+            )
+
+    def _lines(self) -> Iterator[tuple[int, list[str]]]:
+        with self._open() as handle:
+            reader = csv.reader(handle)
+            try:
+                self._check_header(next(reader, None))
+                for fields in reader:
+                    if not fields:
+                        continue
+                    self.rows_read += 1
+                    if self.progress is not None and self.rows_read % 50_000 == 0:
+                        self.progress(self.rows_read, handle.buffer.tell(), self.size)
+                    yield reader.line_num, fields
+            except UnicodeDecodeError as exc:
+                raise ImportFailed(
+                    f"{self.path} is not valid UTF-8 after line {reader.line_num}"
+                ) from exc
+            except csv.Error as exc:
+                raise ImportFailed(
+                    f"{self.path} is not valid CSV at line {reader.line_num}: {exc}"
+                ) from exc
+        if self.progress is not None:
+            self.progress(self.rows_read, self.size, self.size)
+
+    def records(self) -> Iterator[tuple[int, Row]]:
+        for line, fields in self._lines():
+            try:
+                row = parse_record_fields(fields)
+            except InvalidRecord as exc:
+                self._reject(line, str(exc))
+                continue
+            self.accepted += 1
+            yield line, row
+        if self.accepted == 0:
+            # An empty list would answer NO_HIT for every document.
+            raise ImportFailed(
+                f"{self.path} has no valid records; the current data is kept"
+            )
+
+    def changes(self) -> Iterator[tuple[int, Change]]:
+        for line, fields in self._lines():
+            try:
+                change = parse_change_fields(fields)
+            except InvalidRecord as exc:
+                self._reject(line, str(exc))
+                continue
+            self.accepted += 1
+            yield line, change
+
+
+def import_csv(
+    store: Store,
+    path: Path,
+    *,
+    delta: bool = False,
+    progress: ReadProgress | None = None,
+    max_rejected: int | None = None,
+) -> ImportReport:
+    """Import a CSV file into `store` in one transaction.
+
+    Invalid lines are skipped and listed in the report with their line
+    numbers. Raises ImportFailed (previous data kept) when the file cannot be
+    read, has the wrong header, has no valid record (full import) or more
+    than `max_rejected` invalid lines.
+    """
+    source = _CsvSource(path, delta=delta, progress=progress, max_rejected=max_rejected)
+    logger.info(
+        "importing %s (%s, %d bytes)", path, "delta" if delta else "full", source.size
+    )
+    if delta:
+        result = store.import_delta(source.changes())
+    else:
+        result = store.import_full(source.records())
+    rejected = sorted([*source.rejected, *result.rejected])
+    logger.info(
+        "imported %s: version %s, %d lines read, %d rejected",
+        path,
+        result.version,
+        source.rows_read,
+        len(rejected),
+    )
+    return ImportReport(result=result, rows_read=source.rows_read, rejected=rejected)

@@ -1,0 +1,573 @@
+"""PostgreSQL store: psycopg 3 with a connection pool, the scale store.
+
+A URL may carry `?schema=NAME`; the store then keeps its tables in that
+schema (created if missing), which lets several stores share a database.
+Past one machine, reads scale out to streaming read replicas (point the
+lookup service at a replica, imports at the primary), and past that the
+records table can be distributed with Citus on (issuing_state,
+folded_number), the key every lookup filters on.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import psycopg
+import psycopg.errors
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from backend.errors import StoreError, StoreUnavailable
+from backend.records import DocumentKey
+from backend.store.base import (
+    RECORD_COLUMNS,
+    Change,
+    ChangePage,
+    ImportResult,
+    ProgressCallback,
+    Row,
+    Store,
+    new_version_name,
+    require_version,
+    row_to_record,
+)
+from backend.store.sqlite import compact_delta_rows
+
+logger = logging.getLogger(__name__)
+
+_COLS = ", ".join(RECORD_COLUMNS)
+_R_COLS = ", ".join(f"r.{c}" for c in RECORD_COLUMNS)
+_PLACEHOLDERS = ", ".join("%s" for _ in RECORD_COLUMNS)
+_SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+_RECORDS_TABLE = """
+CREATE TABLE {name} (
+    id bigint NOT NULL DEFAULT nextval('record_ids'),
+    issuing_state text NOT NULL,
+    document_type text NOT NULL,
+    document_number text NOT NULL,
+    folded_number text NOT NULL,
+    status text NOT NULL,
+    reported_on date NOT NULL,
+    reporting_country text NOT NULL,
+    reference text NOT NULL,
+    issue_date date,
+    expiry_date date
+)
+"""
+
+_SCHEMA = [
+    "CREATE SEQUENCE IF NOT EXISTS record_ids",
+    """CREATE TABLE IF NOT EXISTS versions (
+        seq bigint PRIMARY KEY,
+        version text NOT NULL UNIQUE,
+        kind text NOT NULL,
+        created_at timestamptz NOT NULL,
+        record_count bigint NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS changes (
+        seq bigserial PRIMARY KEY,
+        version_seq bigint NOT NULL,
+        op text NOT NULL,
+        issuing_state text NOT NULL,
+        document_type text NOT NULL,
+        document_number text NOT NULL,
+        folded_number text,
+        status text,
+        reported_on date,
+        reporting_country text,
+        reference text,
+        issue_date date,
+        expiry_date date
+    )""",
+    "CREATE INDEX IF NOT EXISTS changes_version ON changes (version_seq, seq)",
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        key_hash text PRIMARY KEY,
+        terminal_id text NOT NULL,
+        created_at timestamptz NOT NULL
+    )""",
+]
+
+_VERSION_SQL = "SELECT version FROM versions ORDER BY seq DESC LIMIT 1"
+# One statement reads the version and the rows, so both come from the same
+# snapshot even under READ COMMITTED, in one round trip.
+_FIND_ONE = (
+    f"SELECT v.version, 1, {_R_COLS} FROM ({_VERSION_SQL}) v"
+    " LEFT JOIN records r ON r.issuing_state = %s AND r.folded_number = %s"
+)
+_FIND_MANY = (
+    f"SELECT v.version, k.i, {_R_COLS} FROM ({_VERSION_SQL}) v"
+    " CROSS JOIN unnest(%s::text[], %s::text[]) WITH ORDINALITY AS k(s, f, i)"
+    " LEFT JOIN records r ON r.issuing_state = k.s AND r.folded_number = k.f"
+)
+_SELECT_EXACT = (
+    f"SELECT {_COLS} FROM records WHERE issuing_state = %s AND document_number = %s"
+)
+_COPY_CHUNK_BYTES = 1 << 20
+
+
+def split_schema(url: str) -> tuple[str, str | None]:
+    """Return the connection URL without `schema=` and the schema name."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    schema = None
+    kept = []
+    for name, value in query:
+        if name == "schema":
+            schema = value
+        else:
+            kept.append((name, value))
+    if schema is not None and not _SCHEMA_RE.match(schema):
+        raise StoreError(
+            f"invalid schema name {schema!r} in the store URL: use lower-case "
+            "letters, digits and '_'"
+        )
+    cleaned = parts._replace(query=urllib.parse.urlencode(kept))
+    return urllib.parse.urlunsplit(cleaned), schema
+
+
+def _unavailable(action: str, exc: Exception) -> StoreError:
+    # A lost connection, a missing database and a schema dropped under us
+    # all mean the store cannot answer: callers return 503, never NO_HIT.
+    if isinstance(
+        exc,
+        psycopg.OperationalError
+        | PoolTimeout
+        | psycopg.errors.UndefinedTable
+        | psycopg.errors.InvalidCatalogName
+        | psycopg.errors.InvalidSchemaName,
+    ):
+        return StoreUnavailable(f"{action} failed, database unavailable: {exc}")
+    return StoreError(f"{action} failed: {exc}")
+
+
+class PostgresStore(Store):
+    kind = "postgresql"
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: float = 5.0,
+    ) -> None:
+        conninfo, schema = split_schema(url)
+        self.schema = schema
+        kwargs: dict[str, Any] = {
+            "autocommit": True,
+            "connect_timeout": max(1, round(timeout)),
+        }
+        if schema is not None:
+            kwargs["options"] = f"-c search_path={schema}"
+        self._prepare(conninfo, kwargs, schema)
+        self._pool = ConnectionPool(
+            conninfo,
+            min_size=min_size,
+            max_size=max_size,
+            kwargs=kwargs,
+            timeout=timeout,
+            name="kiosk-store",
+            open=False,
+        )
+        try:
+            self._pool.open(wait=True, timeout=timeout)
+        except PoolTimeout as exc:
+            self._pool.close()
+            raise StoreUnavailable(
+                f"cannot connect to PostgreSQL within {timeout} s: {exc}"
+            ) from exc
+        logger.info("opened PostgreSQL store (schema %s)", schema or "public")
+
+    @staticmethod
+    def _prepare(conninfo: str, kwargs: dict[str, Any], schema: str | None) -> None:
+        connect_args = {k: v for k, v in kwargs.items() if k != "options"}
+        try:
+            with psycopg.connect(conninfo, **connect_args) as conn:
+                if schema is not None:
+                    conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    conn.execute(f'SET search_path TO "{schema}"')
+                # Two services starting at once must not both create tables.
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(7305)")
+                    for statement in _SCHEMA:
+                        conn.execute(statement)
+                    exists = conn.execute(
+                        "SELECT to_regclass('records') IS NOT NULL"
+                    ).fetchone()
+                    if exists is None or not exists[0]:
+                        conn.execute(_RECORDS_TABLE.format(name="records"))
+                        _create_indexes(conn, "records")
+        except psycopg.Error as exc:
+            raise _unavailable("opening the PostgreSQL store", exc) from exc
+
+    # -- reads -----------------------------------------------------------
+
+    def find_candidates(
+        self, keys: Sequence[DocumentKey]
+    ) -> tuple[str, list[list[Row]]]:
+        try:
+            with self._pool.connection() as conn:
+                if len(keys) == 1:
+                    rows = conn.execute(
+                        _FIND_ONE, (keys[0].issuing_state, keys[0].folded_number)
+                    ).fetchall()
+                else:
+                    rows = conn.execute(
+                        _FIND_MANY,
+                        (
+                            [k.issuing_state for k in keys],
+                            [k.folded_number for k in keys],
+                        ),
+                    ).fetchall()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("lookup", exc) from exc
+        if not rows:
+            require_version(None)
+        found: list[list[Row]] = [[] for _ in keys]
+        for row in rows:
+            if row[2] is not None:
+                found[int(row[1]) - 1].append(row[2:])
+        return str(rows[0][0]), found
+
+    def raw_select(self, issuing_state: str, document_number: str) -> list[Row]:
+        with self._pool.connection() as conn:
+            rows: list[Row] = conn.execute(
+                _SELECT_EXACT, (issuing_state, document_number)
+            ).fetchall()
+        return rows
+
+    def data_version(self) -> str | None:
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(_VERSION_SQL).fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("reading the data version", exc) from exc
+        return str(row[0]) if row else None
+
+    def count(self) -> int:
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(
+                    "SELECT record_count FROM versions ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("counting records", exc) from exc
+        return int(row[0]) if row else 0
+
+    def check(self) -> None:
+        require_version(self.data_version())
+
+    def changes_since(
+        self, since: str | None, *, cursor: int = 0, limit: int = 10_000
+    ) -> ChangePage:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+                return self._changes_since(conn, since, cursor, limit)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("reading the change feed", exc) from exc
+
+    def _changes_since(
+        self, conn: psycopg.Connection[Any], since: str | None, cursor: int, limit: int
+    ) -> ChangePage:
+        head = conn.execute(
+            "SELECT seq, version FROM versions ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if head is None:
+            require_version(None)
+            raise AssertionError("unreachable")
+        version = str(head[1])
+        since_row = None
+        if since is not None:
+            since_row = conn.execute(
+                "SELECT seq FROM versions WHERE version = %s", (since,)
+            ).fetchone()
+        full_row = conn.execute(
+            "SELECT max(seq) FROM versions WHERE kind = 'full'"
+        ).fetchone()
+        last_full = full_row[0] if full_row else None
+        if since_row is None or (last_full is not None and since_row[0] < last_full):
+            rows = conn.execute(
+                f"SELECT id, {_COLS} FROM records WHERE id > %s ORDER BY id LIMIT %s",
+                (cursor, limit),
+            ).fetchall()
+            records = tuple(row_to_record(row[1:]) for row in rows)
+            next_cursor = int(rows[-1][0]) if len(rows) == limit else None
+            return ChangePage(version, True, records, (), next_cursor)
+        rows = conn.execute(
+            f"SELECT seq, op, {_COLS} FROM changes"
+            " WHERE version_seq > %s AND seq > %s ORDER BY seq LIMIT %s",
+            (since_row[0], cursor, limit),
+        ).fetchall()
+        return compact_delta_rows(version, rows, limit)
+
+    # -- writes ----------------------------------------------------------
+
+    def import_full(
+        self,
+        rows: Iterable[tuple[int, Row]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> ImportResult:
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(7306)")
+                conn.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                conn.execute("DROP TABLE IF EXISTS records_new")
+                conn.execute(_RECORDS_TABLE.format(name="records_new"))
+                count = _copy_rows(conn, rows, progress)
+                rejected = _drop_duplicates(conn)
+                _create_indexes(conn, "records_new")
+                conn.execute(
+                    "SELECT setval('record_ids', greatest(coalesce(max(id), 0), 1))"
+                    " FROM records_new"
+                )
+                # The swap waits for running lookups, then later lookups see
+                # the new table; nothing reads a half-loaded list.
+                conn.execute("LOCK TABLE records IN ACCESS EXCLUSIVE MODE")
+                conn.execute("DROP TABLE records")
+                conn.execute("ALTER TABLE records_new RENAME TO records")
+                for suffix in ("pkey", "exact", "folded"):
+                    conn.execute(
+                        f"ALTER INDEX records_new_{suffix} RENAME TO records_{suffix}"
+                    )
+                record_count = count - len(rejected)
+                version = _new_version(conn, "full", record_count)
+                conn.execute("DELETE FROM changes")
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("full import", exc) from exc
+        logger.info(
+            "full import into PostgreSQL: version %s, %d records, %d rejected",
+            version,
+            record_count,
+            len(rejected),
+        )
+        return ImportResult(
+            version=version,
+            kind="full",
+            added=record_count,
+            deleted=0,
+            rejected=tuple(rejected),
+            record_count=record_count,
+        )
+
+    def import_delta(
+        self,
+        changes: Iterable[tuple[int, Change]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> ImportResult:
+        rejected: list[tuple[int, str]] = []
+        added = deleted = created = 0
+        try:
+            with self._pool.connection() as conn, conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(7306)")
+                seq_row = conn.execute(
+                    "SELECT coalesce(max(seq), 0) + 1 FROM versions"
+                ).fetchone()
+                seq = int(seq_row[0]) if seq_row else 1
+                for n, (line, change) in enumerate(changes, start=1):
+                    row = change.row
+                    if change.op == "add":
+                        inserted = conn.execute(_UPSERT, row).fetchone()
+                        added += 1
+                        created += 1 if inserted and inserted[0] else 0
+                    else:
+                        gone = conn.execute(
+                            "DELETE FROM records WHERE issuing_state = %s"
+                            " AND document_number = %s AND document_type = %s"
+                            " RETURNING 1",
+                            (row[0], row[2], row[1]),
+                        ).fetchone()
+                        if gone is None:
+                            rejected.append(
+                                (line, "delete of a record that is not stored")
+                            )
+                            continue
+                        deleted += 1
+                    conn.execute(
+                        f"INSERT INTO changes (version_seq, op, {_COLS})"
+                        f" VALUES (%s, %s, {_PLACEHOLDERS})",
+                        (seq, change.op, *_nullable_dates(row)),
+                    )
+                    if progress is not None and n % 10_000 == 0:
+                        progress(n)
+                previous = conn.execute(
+                    "SELECT record_count FROM versions ORDER BY seq DESC LIMIT 1"
+                ).fetchone()
+                record_count = (previous[0] if previous else 0) + created - deleted
+                version = _new_version(conn, "delta", record_count, seq=seq)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("delta import", exc) from exc
+        logger.info(
+            "delta import into PostgreSQL: version %s, %d added, %d deleted,"
+            " %d rejected",
+            version,
+            added,
+            deleted,
+            len(rejected),
+        )
+        return ImportResult(
+            version=version,
+            kind="delta",
+            added=added,
+            deleted=deleted,
+            rejected=tuple(rejected),
+            record_count=record_count,
+        )
+
+    def add_api_key(self, terminal_id: str, key_hash: str) -> None:
+        try:
+            with self._pool.connection() as conn:
+                conn.execute(
+                    "INSERT INTO api_keys (key_hash, terminal_id, created_at)"
+                    " VALUES (%s, %s, now())",
+                    (key_hash, terminal_id),
+                )
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("storing the API key", exc) from exc
+
+    def terminal_for_key(self, key_hash: str) -> str | None:
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute(
+                    "SELECT terminal_id FROM api_keys WHERE key_hash = %s", (key_hash,)
+                ).fetchone()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("reading API keys", exc) from exc
+        return str(row[0]) if row else None
+
+    def close(self) -> None:
+        self._pool.close()
+
+
+_UPSERT = (
+    f"INSERT INTO records ({_COLS}) VALUES ({_PLACEHOLDERS})"
+    " ON CONFLICT (issuing_state, document_number, document_type) DO UPDATE SET"
+    " status = excluded.status, reported_on = excluded.reported_on,"
+    " reporting_country = excluded.reporting_country,"
+    " reference = excluded.reference, issue_date = excluded.issue_date,"
+    " expiry_date = excluded.expiry_date"
+    # xmax is 0 only on a freshly inserted row version.
+    " RETURNING (xmax = 0)"
+)
+
+
+def _nullable_dates(row: Row) -> tuple[object, ...]:
+    # Delete lines leave the date columns empty; PostgreSQL needs NULL there.
+    return tuple(value if value != "" else None for value in row)
+
+
+def _create_indexes(conn: psycopg.Connection[Any], table: str) -> None:
+    conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (id)")
+    conn.execute(
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_exact"
+        f" ON {table} (issuing_state, document_number, document_type)"
+    )
+    conn.execute(
+        f"CREATE INDEX {table}_folded ON {table} (issuing_state, folded_number)"
+    )
+
+
+def _copy_escape(value: str | None) -> str:
+    if value is None:
+        return "\\N"
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        return (
+            value.replace("\\", "\\\\")
+            .replace("\t", "\\t")
+            .replace("\n", "\\n")
+            .replace("\r", "\\r")
+        )
+    return value
+
+
+def _copy_rows(
+    conn: psycopg.Connection[Any],
+    rows: Iterable[tuple[int, Row]],
+    progress: ProgressCallback | None,
+) -> int:
+    """COPY rows into records_new with their source line as id; return the count."""
+    count = 0
+    chunk: list[str] = []
+    size = 0
+    with conn.cursor().copy(f"COPY records_new (id, {_COLS}) FROM STDIN") as copy:
+        for line, row in rows:
+            text = "\t".join(
+                (
+                    str(line),
+                    row[0],
+                    row[1],
+                    row[2],
+                    row[3],
+                    row[4],
+                    row[5],
+                    _copy_escape(row[6]),
+                    _copy_escape(row[7]),
+                    row[8] or "\\N",
+                    row[9] or "\\N",
+                )
+            )
+            chunk.append(text)
+            size += len(text) + 1
+            count += 1
+            if size >= _COPY_CHUNK_BYTES:
+                copy.write("\n".join(chunk) + "\n")
+                chunk.clear()
+                size = 0
+                if progress is not None:
+                    progress(count)
+        if chunk:
+            copy.write("\n".join(chunk) + "\n")
+    if progress is not None:
+        progress(count)
+    return count
+
+
+def _drop_duplicates(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:
+    """Delete later rows repeating a (state, number, type) key; return their
+    lines. Row ids are the source line numbers during a full import."""
+    try:
+        with conn.transaction():
+            conn.execute(
+                "CREATE UNIQUE INDEX records_new_exact"
+                " ON records_new (issuing_state, document_number, document_type)"
+            )
+        return []
+    except psycopg.errors.UniqueViolation:
+        pass
+    duplicates = conn.execute(
+        "DELETE FROM records_new d USING ("
+        "  SELECT id, first_value(id) OVER w AS first FROM records_new"
+        "  WINDOW w AS (PARTITION BY issuing_state, document_number,"
+        "  document_type ORDER BY id)) f"
+        " WHERE d.id = f.id AND f.id <> f.first RETURNING d.id, f.first"
+    ).fetchall()
+    return sorted(
+        (int(d[0]), f"duplicate of the record on line {d[1]}") for d in duplicates
+    )
+
+
+def _new_version(
+    conn: psycopg.Connection[Any],
+    kind: str,
+    record_count: int,
+    *,
+    seq: int | None = None,
+) -> str:
+    if seq is None:
+        row = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions").fetchone()
+        seq = int(row[0]) if row else 1
+    now = dt.datetime.now(dt.UTC)
+    version = new_version_name(seq, now)
+    conn.execute(
+        "INSERT INTO versions (seq, version, kind, created_at, record_count)"
+        " VALUES (%s, %s, %s, %s, %s)",
+        (seq, version, kind, now, record_count),
+    )
+    return version

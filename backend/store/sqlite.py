@@ -1,0 +1,575 @@
+"""SQLite store: one file in WAL mode, the embedded default.
+
+Readers each get their own connection (one per thread), so lookups run while
+an import writes: WAL gives every read transaction a consistent snapshot,
+and the import becomes visible only when it commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+
+from backend.errors import StoreError, StoreUnavailable
+from backend.records import DocumentKey
+from backend.store.base import (
+    RECORD_COLUMNS,
+    Change,
+    ChangePage,
+    ImportResult,
+    ProgressCallback,
+    Row,
+    Store,
+    new_version_name,
+    require_version,
+    row_to_record,
+)
+
+logger = logging.getLogger(__name__)
+
+_COLS = ", ".join(RECORD_COLUMNS)
+_MARKS = ", ".join("?" for _ in RECORD_COLUMNS)
+
+_RECORDS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+    id INTEGER PRIMARY KEY,
+    issuing_state TEXT NOT NULL,
+    document_type TEXT NOT NULL,
+    document_number TEXT NOT NULL,
+    folded_number TEXT NOT NULL,
+    status TEXT NOT NULL,
+    reported_on TEXT NOT NULL,
+    reporting_country TEXT NOT NULL,
+    reference TEXT NOT NULL,
+    issue_date TEXT,
+    expiry_date TEXT
+)
+"""
+
+_SCHEMA = [
+    _RECORDS_TABLE.format(name="records"),
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_exact"
+    " ON records (issuing_state, document_number, document_type)",
+    "CREATE INDEX IF NOT EXISTS records_folded"
+    " ON records (issuing_state, folded_number)",
+    """CREATE TABLE IF NOT EXISTS versions (
+        seq INTEGER PRIMARY KEY,
+        version TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        record_count INTEGER NOT NULL
+    )""",
+    # Rows of delta imports since the last full import, for the change feed.
+    """CREATE TABLE IF NOT EXISTS changes (
+        seq INTEGER PRIMARY KEY,
+        version_seq INTEGER NOT NULL,
+        op TEXT NOT NULL,
+        issuing_state TEXT NOT NULL,
+        document_type TEXT NOT NULL,
+        document_number TEXT NOT NULL,
+        folded_number TEXT,
+        status TEXT,
+        reported_on TEXT,
+        reporting_country TEXT,
+        reference TEXT,
+        issue_date TEXT,
+        expiry_date TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS changes_version ON changes (version_seq, seq)",
+    """CREATE TABLE IF NOT EXISTS api_keys (
+        key_hash TEXT PRIMARY KEY,
+        terminal_id TEXT NOT NULL,
+        created_at TEXT NOT NULL
+    )""",
+]
+
+_SELECT_FOLDED = (
+    f"SELECT {_COLS} FROM records WHERE issuing_state = ? AND folded_number = ?"
+)
+_SELECT_EXACT = (
+    f"SELECT {_COLS} FROM records WHERE issuing_state = ? AND document_number = ?"
+)
+_BUSY_TIMEOUT_S = 10.0
+
+
+class SQLiteStore(Store):
+    kind = "sqlite"
+
+    def __init__(self, path: Path | str, *, create: bool = True) -> None:
+        self.path = Path(path)
+        if not self.path.exists():
+            if not create:
+                raise StoreUnavailable(
+                    f"store file {self.path} not found; import data into it first"
+                )
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        conn = self._connect()
+        try:
+            with self._lock:
+                conn.execute("PRAGMA journal_mode=WAL")
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+        except sqlite3.Error as exc:
+            conn.close()
+            raise StoreUnavailable(
+                f"cannot open store file {self.path}: {exc}"
+            ) from exc
+        conn.close()
+        self._identity = self._file_identity()
+        logger.info("opened SQLite store %s", self.path)
+
+    # -- connections -----------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(
+                self.path,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            # NORMAL keeps committed WAL frames across a process kill; only a
+            # power loss can drop the last transactions.
+            conn.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(
+                f"cannot open store file {self.path}: {exc}"
+            ) from exc
+        return conn
+
+    def _reader(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        self._check_file()
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            self._local.data_version = None
+            self._local.version = None
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    def _file_identity(self) -> tuple[int, int]:
+        try:
+            info = os.stat(self.path)
+        except OSError as exc:
+            raise StoreUnavailable(f"store file {self.path} is missing") from exc
+        return (info.st_dev, info.st_ino)
+
+    def _check_file(self) -> None:
+        # An open connection keeps reading a deleted file through its inode,
+        # so a removed or replaced file is detected here, not by SQLite.
+        if self._file_identity() != self._identity:
+            raise StoreUnavailable(
+                f"store file {self.path} was replaced; restart the service"
+            )
+
+    def _cached_version(self, conn: sqlite3.Connection) -> str | None:
+        # PRAGMA data_version changes only when another connection commits,
+        # so the versions table is read again only after an import.
+        changed = conn.execute("PRAGMA data_version").fetchone()[0]
+        if changed != self._local.data_version:
+            row = conn.execute(
+                "SELECT version FROM versions ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            self._local.version = row[0] if row else None
+            self._local.data_version = changed
+        version: str | None = self._local.version
+        return version
+
+    # -- reads -----------------------------------------------------------
+
+    def find_candidates(
+        self, keys: Sequence[DocumentKey]
+    ) -> tuple[str, list[list[Row]]]:
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")
+            try:
+                version = require_version(self._cached_version(conn))
+                found = [
+                    conn.execute(
+                        _SELECT_FOLDED, (key.issuing_state, key.folded_number)
+                    ).fetchall()
+                    for key in keys
+                ]
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"lookup in {self.path} failed: {exc}") from exc
+        return version, found
+
+    def raw_select(self, issuing_state: str, document_number: str) -> list[Row]:
+        conn = self._reader()
+        rows: list[Row] = conn.execute(
+            _SELECT_EXACT, (issuing_state, document_number)
+        ).fetchall()
+        return rows
+
+    def data_version(self) -> str | None:
+        conn = self._reader()
+        try:
+            return self._cached_version(conn)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"reading {self.path} failed: {exc}") from exc
+
+    def count(self) -> int:
+        conn = self._reader()
+        try:
+            row = conn.execute(
+                "SELECT record_count FROM versions ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"reading {self.path} failed: {exc}") from exc
+        return int(row[0]) if row else 0
+
+    def check(self) -> None:
+        require_version(self.data_version())
+
+    def changes_since(
+        self, since: str | None, *, cursor: int = 0, limit: int = 10_000
+    ) -> ChangePage:
+        conn = self._reader()
+        try:
+            conn.execute("BEGIN")
+            try:
+                return self._changes_since(conn, since, cursor, limit)
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"reading {self.path} failed: {exc}") from exc
+
+    def _changes_since(
+        self, conn: sqlite3.Connection, since: str | None, cursor: int, limit: int
+    ) -> ChangePage:
+        head = conn.execute(
+            "SELECT seq, version FROM versions ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+        if head is None:
+            require_version(None)
+        version = str(head[1])
+        since_row = (
+            conn.execute(
+                "SELECT seq FROM versions WHERE version = ?", (since,)
+            ).fetchone()
+            if since is not None
+            else None
+        )
+        full_row = conn.execute(
+            "SELECT max(seq) FROM versions WHERE kind = 'full'"
+        ).fetchone()
+        last_full = full_row[0] if full_row else None
+        if since_row is None or (last_full is not None and since_row[0] < last_full):
+            rows = conn.execute(
+                f"SELECT id, {_COLS} FROM records WHERE id > ? ORDER BY id LIMIT ?",
+                (cursor, limit),
+            ).fetchall()
+            return _snapshot_page(version, rows, limit)
+        rows = conn.execute(
+            f"SELECT seq, op, {_COLS} FROM changes"
+            " WHERE version_seq > ? AND seq > ? ORDER BY seq LIMIT ?",
+            (since_row[0], cursor, limit),
+        ).fetchall()
+        return _delta_page(version, rows, limit)
+
+    # -- writes ----------------------------------------------------------
+
+    def _writer(self) -> sqlite3.Connection:
+        if self._closed:
+            raise StoreUnavailable("the store is closed")
+        self._check_file()
+        conn = self._connect()
+        # Larger page cache for the bulk insert and index builds: 256 MiB.
+        conn.execute("PRAGMA cache_size=-262144")
+        return conn
+
+    def import_full(
+        self,
+        rows: Iterable[tuple[int, Row]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> ImportResult:
+        conn = self._writer()
+        counter = _Counter(progress)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DROP TABLE IF EXISTS records_new")
+            conn.execute(_RECORDS_TABLE.format(name="records_new"))
+            conn.executemany(
+                f"INSERT INTO records_new (id, {_COLS}) VALUES (?, {_MARKS})",
+                counter.wrap_rows(rows),
+            )
+            counter.finish()
+            # The new table replaces the old one inside the same transaction,
+            # so readers see either all old or all new records.
+            conn.execute("DROP TABLE records")
+            conn.execute("ALTER TABLE records_new RENAME TO records")
+            rejected = _drop_duplicates(conn)
+            conn.execute(_SCHEMA[1])
+            conn.execute(_SCHEMA[2])
+            record_count = counter.count - len(rejected)
+            version = self._new_version(conn, "full", record_count)
+            conn.execute("DELETE FROM changes")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise StoreError(f"full import into {self.path} failed: {exc}") from exc
+        except BaseException:
+            _rollback(conn)
+            raise
+        finally:
+            conn.close()
+        logger.info(
+            "full import into %s: version %s, %d records, %d rejected",
+            self.path,
+            version,
+            record_count,
+            len(rejected),
+        )
+        return ImportResult(
+            version=version,
+            kind="full",
+            added=record_count,
+            deleted=0,
+            rejected=tuple(rejected),
+            record_count=record_count,
+        )
+
+    def import_delta(
+        self,
+        changes: Iterable[tuple[int, Change]],
+        *,
+        progress: ProgressCallback | None = None,
+    ) -> ImportResult:
+        conn = self._writer()
+        rejected: list[tuple[int, str]] = []
+        added = deleted = created = 0
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            seq = _next_seq(conn)
+            for n, (line, change) in enumerate(changes, start=1):
+                row = change.row
+                key = (row[0], row[2], row[1])
+                exists = conn.execute(
+                    "SELECT 1 FROM records WHERE issuing_state = ?"
+                    " AND document_number = ? AND document_type = ?",
+                    key,
+                ).fetchone()
+                if change.op == "add":
+                    _upsert(conn, row)
+                    added += 1
+                    created += 0 if exists else 1
+                elif exists is None:
+                    rejected.append((line, "delete of a record that is not stored"))
+                    continue
+                else:
+                    conn.execute(
+                        "DELETE FROM records WHERE issuing_state = ?"
+                        " AND document_number = ? AND document_type = ?",
+                        key,
+                    )
+                    deleted += 1
+                conn.execute(
+                    f"INSERT INTO changes (version_seq, op, {_COLS})"
+                    f" VALUES (?, ?, {_MARKS})",
+                    (seq, change.op, *row),
+                )
+                if progress is not None and n % 10_000 == 0:
+                    progress(n)
+            previous = conn.execute(
+                "SELECT record_count FROM versions ORDER BY seq DESC LIMIT 1"
+            ).fetchone()
+            record_count = (previous[0] if previous else 0) + created - deleted
+            version = self._new_version(conn, "delta", record_count, seq=seq)
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            _rollback(conn)
+            raise StoreError(f"delta import into {self.path} failed: {exc}") from exc
+        except BaseException:
+            _rollback(conn)
+            raise
+        finally:
+            conn.close()
+        logger.info(
+            "delta import into %s: version %s, %d added, %d deleted, %d rejected",
+            self.path,
+            version,
+            added,
+            deleted,
+            len(rejected),
+        )
+        return ImportResult(
+            version=version,
+            kind="delta",
+            added=added,
+            deleted=deleted,
+            rejected=tuple(rejected),
+            record_count=record_count,
+        )
+
+    def _new_version(
+        self,
+        conn: sqlite3.Connection,
+        kind: str,
+        record_count: int,
+        *,
+        seq: int | None = None,
+    ) -> str:
+        seq = seq if seq is not None else _next_seq(conn)
+        now = dt.datetime.now(dt.UTC)
+        version = new_version_name(seq, now)
+        conn.execute(
+            "INSERT INTO versions (seq, version, kind, created_at, record_count)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (seq, version, kind, now.isoformat(), record_count),
+        )
+        return version
+
+    def add_api_key(self, terminal_id: str, key_hash: str) -> None:
+        conn = self._writer()
+        try:
+            with conn:
+                conn.execute(
+                    "INSERT INTO api_keys (key_hash, terminal_id, created_at)"
+                    " VALUES (?, ?, ?)",
+                    (key_hash, terminal_id, dt.datetime.now(dt.UTC).isoformat()),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"storing the API key failed: {exc}") from exc
+        finally:
+            conn.close()
+
+    def terminal_for_key(self, key_hash: str) -> str | None:
+        conn = self._reader()
+        try:
+            row = conn.execute(
+                "SELECT terminal_id FROM api_keys WHERE key_hash = ?", (key_hash,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"reading {self.path} failed: {exc}") from exc
+        return str(row[0]) if row else None
+
+    def close(self) -> None:
+        self._closed = True
+        with self._lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+
+
+class _Counter:
+    """Counts rows on their way into executemany and reports progress."""
+
+    def __init__(self, progress: ProgressCallback | None) -> None:
+        self.count = 0
+        self._progress = progress
+
+    def wrap_rows(
+        self, rows: Iterable[tuple[int, Row]]
+    ) -> Iterator[tuple[object, ...]]:
+        progress = self._progress
+        for line, row in rows:
+            self.count += 1
+            if progress is not None and self.count % 50_000 == 0:
+                progress(self.count)
+            yield (line, *row)
+
+    def finish(self) -> None:
+        if self._progress is not None:
+            self._progress(self.count)
+
+
+def _upsert(conn: sqlite3.Connection, row: Row) -> None:
+    conn.execute(
+        f"INSERT INTO records ({_COLS}) VALUES ({_MARKS})"
+        " ON CONFLICT (issuing_state, document_number, document_type) DO UPDATE SET"
+        " status = excluded.status, reported_on = excluded.reported_on,"
+        " reporting_country = excluded.reporting_country,"
+        " reference = excluded.reference, issue_date = excluded.issue_date,"
+        " expiry_date = excluded.expiry_date",
+        row,
+    )
+
+
+def _drop_duplicates(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """Delete later rows that repeat a (state, number, type) key; return their
+    lines. The row id is the source line number during a full import."""
+    try:
+        conn.execute(_SCHEMA[1])
+        return []
+    except sqlite3.IntegrityError:
+        pass
+    conn.execute(
+        "CREATE INDEX records_dup ON records (issuing_state, document_number,"
+        " document_type, id)"
+    )
+    duplicates = conn.execute(
+        "SELECT r.id, (SELECT min(o.id) FROM records o"
+        "  WHERE o.issuing_state = r.issuing_state"
+        "  AND o.document_number = r.document_number"
+        "  AND o.document_type = r.document_type) AS first"
+        " FROM records r WHERE r.id > first ORDER BY r.id"
+    ).fetchall()
+    conn.executemany("DELETE FROM records WHERE id = ?", [(d[0],) for d in duplicates])
+    conn.execute("DROP INDEX records_dup")
+    return [(int(d[0]), f"duplicate of the record on line {d[1]}") for d in duplicates]
+
+
+def _next_seq(conn: sqlite3.Connection) -> int:
+    row = conn.execute("SELECT coalesce(max(seq), 0) + 1 FROM versions").fetchone()
+    return int(row[0])
+
+
+def _rollback(conn: sqlite3.Connection) -> None:
+    try:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+    except sqlite3.Error:
+        logger.exception("rollback of a failed import failed")
+
+
+def _snapshot_page(
+    version: str, rows: list[tuple[object, ...]], limit: int
+) -> ChangePage:
+    records = tuple(row_to_record(row[1:]) for row in rows)
+    next_cursor = int(str(rows[-1][0])) if len(rows) == limit else None
+    return ChangePage(version, True, records, (), next_cursor)
+
+
+def _delta_page(version: str, rows: list[tuple[object, ...]], limit: int) -> ChangePage:
+    return compact_delta_rows(version, rows, limit)
+
+
+def compact_delta_rows(
+    version: str, rows: Sequence[Sequence[object]], limit: int
+) -> ChangePage:
+    """Build a delta page from change rows (seq, op, record columns...).
+
+    Only the last change per record counts within a page, which makes the
+    added and deleted sets disjoint: a reader may apply them in any order.
+    Pages themselves must be applied in order.
+    """
+    last: dict[tuple[str, str, str], tuple[str, Sequence[object]]] = {}
+    for row in rows:
+        key = (str(row[2]), str(row[3]), str(row[4]))
+        last.pop(key, None)
+        last[key] = (str(row[1]), row[2:])
+    added = tuple(row_to_record(cols) for op, cols in last.values() if op == "add")
+    deleted = tuple(
+        DocumentKey(str(cols[0]), str(cols[1]), str(cols[2]))
+        for op, cols in last.values()
+        if op == "delete"
+    )
+    next_cursor = int(str(rows[-1][0])) if len(rows) == limit else None
+    return ChangePage(version, False, added, deleted, next_cursor)
