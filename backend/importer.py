@@ -158,11 +158,12 @@ class _CsvSource:
         except OSError as exc:
             raise ImportFailed(f"cannot read {path}: {exc.strerror}") from exc
 
-    def _open(self) -> io.TextIOWrapper:
+    def _open(self) -> tuple[io.BufferedReader, io.TextIOWrapper]:
         try:
-            return self.path.open(encoding="utf-8-sig", newline="")
+            raw = self.path.open("rb")
         except OSError as exc:
             raise ImportFailed(f"cannot read {self.path}: {exc.strerror}") from exc
+        return raw, io.TextIOWrapper(raw, encoding="utf-8-sig", newline="")
 
     def _check_header(self, header: list[str] | None) -> None:
         found = tuple(name.strip().lower() for name in header or [])
@@ -194,7 +195,8 @@ class _CsvSource:
             )
 
     def _lines(self) -> Iterator[tuple[int, list[str]]]:
-        with self._open() as handle:
+        raw, handle = self._open()
+        with handle:
             reader = csv.reader(handle)
             try:
                 self._check_header(next(reader, None))
@@ -203,7 +205,7 @@ class _CsvSource:
                         continue
                     self.rows_read += 1
                     if self.progress is not None and self.rows_read % 50_000 == 0:
-                        self.progress(self.rows_read, handle.buffer.tell(), self.size)
+                        self.progress(self.rows_read, raw.tell(), self.size)
                     yield reader.line_num, fields
             except UnicodeDecodeError as exc:
                 raise ImportFailed(
