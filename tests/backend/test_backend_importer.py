@@ -1,0 +1,114 @@
+"""CSV import: line validation, headers and rejection reporting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import HEADER, record_line, write_csv
+
+from backend.errors import ImportFailed
+from backend.importer import import_csv
+from backend.records import DocumentKey, Result
+from backend.store import Store, open_store
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Store:
+    return open_store(f"sqlite:///{tmp_path / 's.sqlite3'}")
+
+
+def test_bad_lines_reported_and_skipped(sqlite_store: Store, tmp_path: Path) -> None:
+    lines = [
+        record_line("UTO", "L898902C3"),
+        record_line("UTO", "BAD*NUMBER"),
+        record_line("UTO", "A1", status="misplaced"),
+        record_line("UTO", "A2", reported_on="2024-13-01"),
+        record_line("U1O", "A3"),
+        ["UTO", "P", "A4"],
+        record_line("UTO", "A5", doc_type="PPP"),
+        record_line("UTO", "A6", reference=""),
+        record_line("UTO", "A7", expiry_date="tomorrow"),
+        record_line("UTO", "A 8-9<"),
+    ]
+    report = import_csv(sqlite_store, write_csv(tmp_path / "f.csv", lines))
+    rejected = dict(report.rejected)
+    assert sorted(rejected) == [3, 4, 5, 6, 7, 8, 9, 10]
+    assert "invalid document number" in rejected[3]
+    assert "BAD" not in rejected[3]
+    assert "invalid status 'misplaced'" in rejected[4]
+    assert "reported_on" in rejected[5]
+    assert "issuing state" in rejected[6]
+    assert "expected 9 columns, found 3" in rejected[7]
+    assert "document type" in rejected[8]
+    assert "reference" in rejected[9]
+    assert "expiry_date" in rejected[10]
+    assert report.result.record_count == 2
+    assert report.rows_read == 10
+    normalized = DocumentKey.create("UTO", "P", "A89")
+    assert sqlite_store.lookup(normalized).result is Result.HIT
+
+
+def test_delta_file_needs_delta_flag(sqlite_store: Store, tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "d.csv", [["add", *record_line("UTO", "1")]], delta=True
+    )
+    with pytest.raises(ImportFailed, match="with --delta"):
+        import_csv(sqlite_store, path)
+
+
+def test_full_file_refused_as_delta(sqlite_store: Store, tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "f.csv", [record_line("UTO", "1")])
+    with pytest.raises(ImportFailed, match="without --delta"):
+        import_csv(sqlite_store, path, delta=True)
+
+
+def test_wrong_header_names_expected(sqlite_store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "h.csv"
+    path.write_text("state,number\nUTO,1\n", encoding="utf-8")
+    with pytest.raises(ImportFailed, match=",".join(HEADER)):
+        import_csv(sqlite_store, path)
+
+
+def test_invalid_op_rejected(sqlite_store: Store, tmp_path: Path) -> None:
+    import_csv(sqlite_store, write_csv(tmp_path / "f.csv", [record_line("UTO", "1")]))
+    path = write_csv(
+        tmp_path / "d.csv", [["upsert", *record_line("UTO", "2")]], delta=True
+    )
+    report = import_csv(sqlite_store, path, delta=True)
+    assert report.rejected == [(2, "invalid op 'upsert': expected add or delete")]
+
+
+def test_max_rejected_rolls_back(sqlite_store: Store, tmp_path: Path) -> None:
+    first = import_csv(
+        sqlite_store, write_csv(tmp_path / "f.csv", [record_line("UTO", "1")])
+    ).result.version
+    lines = [record_line("UTO", "2"), *[record_line("UTO", "?")] * 5]
+    with pytest.raises(ImportFailed, match="more than 3 invalid lines"):
+        import_csv(sqlite_store, write_csv(tmp_path / "g.csv", lines), max_rejected=3)
+    assert sqlite_store.data_version() == first
+
+
+def test_not_utf8_fails(sqlite_store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(
+        (",".join(HEADER) + "\n").encode() + b"UTO,P,1,stolen,2024-01-01,FRA,\xe9,,\n"
+    )
+    with pytest.raises(ImportFailed, match="not valid UTF-8"):
+        import_csv(sqlite_store, path)
+    assert sqlite_store.data_version() is None
+
+
+def test_missing_file_fails(sqlite_store: Store, tmp_path: Path) -> None:
+    with pytest.raises(ImportFailed, match="cannot read"):
+        import_csv(sqlite_store, tmp_path / "absent.csv")
+
+
+def test_progress_reports_bytes(sqlite_store: Store, tmp_path: Path) -> None:
+    calls: list[tuple[int, int, int]] = []
+    path = write_csv(
+        tmp_path / "f.csv", [record_line("UTO", str(i)) for i in range(10)]
+    )
+    import_csv(sqlite_store, path, progress=lambda *args: calls.append(args))
+    size = path.stat().st_size
+    assert calls[-1] == (10, size, size)
