@@ -8,10 +8,9 @@ except when CI=true, where they fail.
 
 from __future__ import annotations
 
-import csv
 import os
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -22,17 +21,6 @@ from backend.store import Store, open_store
 PG_URL = os.environ.get(
     "KIOSK_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
-HEADER = [
-    "issuing_state",
-    "document_type",
-    "document_number",
-    "status",
-    "reported_on",
-    "reporting_country",
-    "reference",
-    "issue_date",
-    "expiry_date",
-]
 
 
 def pg_reachable() -> str | None:
@@ -93,38 +81,3 @@ def store(store_url: str) -> Iterator[Store]:
     opened = open_store(store_url)
     yield opened
     opened.close()
-
-
-def record_line(
-    state: str,
-    number: str,
-    *,
-    doc_type: str = "P",
-    status: str = "stolen",
-    reported_on: str = "2024-03-01",
-    reporting_country: str = "FRA",
-    reference: str = "REF-1",
-    issue_date: str = "",
-    expiry_date: str = "",
-) -> list[str]:
-    return [
-        state,
-        doc_type,
-        number,
-        status,
-        reported_on,
-        reporting_country,
-        reference,
-        issue_date,
-        expiry_date,
-    ]
-
-
-def write_csv(
-    path: Path, lines: Sequence[Sequence[str]], *, delta: bool = False
-) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["op", *HEADER] if delta else HEADER)
-        writer.writerows(lines)
-    return path

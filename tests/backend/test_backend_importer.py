@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import HEADER, record_line, write_csv
 
 from backend.errors import ImportFailed
 from backend.importer import import_csv
 from backend.records import DocumentKey, Result
 from backend.store import Store, open_store
+from tests.backend.helpers import HEADER, record_line, write_csv
 
 
 @pytest.fixture

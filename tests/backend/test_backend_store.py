@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import record_line, write_csv
 
 from backend.errors import ImportFailed, StoreUnavailable
 from backend.importer import import_csv
 from backend.records import DocumentKey, Result, Status
 from backend.store import Row, Store, open_store
+from tests.backend.helpers import record_line, write_csv
 
 
 def load(
