@@ -1,0 +1,339 @@
+"""Read the MRZ of a travel document from a camera frame or an image file.
+
+Stages: locate candidate bands, resample each band upright both ways round,
+cut its lines into fixed-pitch cells, classify every cell with the OCR-B
+glyph network, keep the most confident reading, then let `kiosk.mrz.repair`
+apply the field grammar and check digits. Tesseract is a second recogniser
+for readings that the glyph network cannot make pass their check digits.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+from kiosk.errors import ImageError
+from kiosk.mrz import MrzReport, RepairOutcome, RepairStatus, repair
+from kiosk.reader.glyphs import ALPHABET, FloatArray, LineGeometry, cut_cells, default_model
+from kiosk.reader.locate import Band, find_bands
+from kiosk.reader.segment import (
+    BandImage,
+    LineSpan,
+    extract_band,
+    find_lines,
+    grid_for,
+    refine_skew,
+)
+
+log = logging.getLogger(__name__)
+
+Candidate = tuple[str, float]
+Alternatives = list[list[list[Candidate]]]
+
+# Frames larger than this are scaled down before anything else; a 12000 x
+# 12000 photo would otherwise take about 430 MB as a grey image alone.
+MAX_PIXELS = 24_000_000
+MAX_FILE_BYTES = 100 * 1024 * 1024
+MAX_DECODE_PIXELS = 400_000_000
+# At most this many alternatives per position, each at least this likely.
+TOP_K = 4
+MIN_P = 0.005
+# Readings whose mean top probability is below this are not an MRZ at all.
+MIN_MEAN_P = 0.45
+MAX_BANDS = 3
+
+REJECT_NOT_FOUND = "MRZ not found"
+REJECT_BLURRED = "MRZ too blurred"
+REJECT_CUT_OFF = "MRZ cut off at the edge"
+REJECT_UNREADABLE = "MRZ found but not readable"
+LINE_NAMES = {2: ("top", "bottom"), 3: ("top", "middle", "bottom")}
+
+
+@dataclass
+class ReadResult:
+    """Everything the reader found in one image.
+
+    `lines` are the raw best characters of the recogniser, `alternatives`
+    their per-position candidates (char, probability) sorted best first, and
+    `repaired_lines`/`report` what the check-digit repair made of them.
+    `box` is the MRZ quadrilateral in frame pixels, clockwise from the
+    top-left of the upright MRZ; `rotation` is how far the document is turned
+    clockwise in the frame, in degrees. `rejection` is an officer-readable
+    reason when nothing trustworthy was read.
+    """
+
+    lines: tuple[str, ...] = ()
+    alternatives: Alternatives = field(default_factory=list)
+    repaired_lines: tuple[str, ...] | None = None
+    report: MrzReport | None = None
+    repair: RepairOutcome | None = None
+    box: tuple[tuple[float, float], ...] = ()
+    rotation: float = 0.0
+    confidence: float = 0.0
+    recogniser: str = "glyphs"
+    timings: dict[str, float] = field(default_factory=dict)
+    rejection: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when the repaired reading passed every check and can be looked up."""
+        return self.rejection is None and self.repair is not None and self.repair.ok
+
+    @property
+    def text(self) -> tuple[str, ...]:
+        """The best text: repaired lines when there are any, else the raw lines."""
+        return self.repaired_lines if self.repaired_lines else self.lines
+
+
+@dataclass
+class _Reading:
+    band: Band
+    turn: float
+    image: BandImage
+    spans: list[LineSpan]
+    geometries: list[LineGeometry]
+    probs: list[FloatArray]
+    score: float
+
+    def alternatives(self) -> Alternatives:
+        out: Alternatives = []
+        for p in self.probs:
+            line = []
+            for row in p:
+                order = np.argsort(-row)[:TOP_K]
+                cands = [(ALPHABET[k], float(row[k])) for k in order if row[k] >= MIN_P]
+                line.append(cands or [(ALPHABET[int(order[0])], float(row[order[0]]))])
+            out.append(line)
+        return out
+
+    def best_lines(self) -> tuple[str, ...]:
+        return tuple("".join(ALPHABET[k] for k in p.argmax(axis=1)) for p in self.probs)
+
+
+def read_file(path: str | Path) -> ReadResult:
+    """Read the MRZ in an image file (JPEG, PNG, TIFF, BMP, WebP...)."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+    except OSError as exc:
+        raise ImageError(f"cannot open image {path.name}: {exc.strerror}") from exc
+    if size == 0:
+        raise ImageError(f"image file {path.name} is empty: scan the document again")
+    if size > MAX_FILE_BYTES:
+        raise ImageError(
+            f"image file {path.name} is {size // 2**20} MB, over the "
+            f"{MAX_FILE_BYTES // 2**20} MB limit: send a smaller image"
+        )
+    data = np.fromfile(path, dtype=np.uint8)
+    image = _decode(data, path.name)
+    return read_image(image)
+
+
+def _decode(data: npt.NDArray[np.uint8], name: str) -> npt.NDArray[np.uint8]:
+    """Decode file bytes to grey, reading only the header first so that a small
+    file claiming a huge image cannot exhaust memory."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data.tobytes())) as header:
+                width, height = header.size
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"image file {name} is too large to decode safely: send a smaller image"
+        ) from exc
+    except (OSError, ValueError, SyntaxError) as exc:
+        raise ImageError(
+            f"image file {name} is not a readable image (corrupt, truncated or "
+            "another file type): scan the document again"
+        ) from exc
+    if width * height == 0:
+        raise ImageError(f"image file {name} has no pixels ({width} x {height})")
+    if width * height > MAX_DECODE_PIXELS:
+        raise ImageError(
+            f"image file {name} is {width} x {height} pixels, over the limit of "
+            f"{MAX_DECODE_PIXELS // 10**6} megapixels: send a smaller image"
+        )
+    flags = cv2.IMREAD_GRAYSCALE
+    # JPEG decodes at a reduced size directly, which saves time and memory.
+    for factor, reduced in (
+        (8, cv2.IMREAD_REDUCED_GRAYSCALE_8),
+        (4, cv2.IMREAD_REDUCED_GRAYSCALE_4),
+        (2, cv2.IMREAD_REDUCED_GRAYSCALE_2),
+    ):
+        if width * height / factor**2 >= MAX_PIXELS:
+            flags = reduced
+            break
+    try:
+        image = cv2.imdecode(data, flags)
+    except cv2.error as exc:
+        raise ImageError(f"image file {name} cannot be decoded: {exc.err}") from exc
+    if image is None or image.size == 0:
+        raise ImageError(
+            f"image file {name} is not a readable image (corrupt, truncated or "
+            "another file type): scan the document again"
+        )
+    return np.asarray(image, dtype=np.uint8)
+
+
+def to_gray(image: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
+    """Validate a frame and return it as 8-bit grey, scaled down if enormous."""
+    if not isinstance(image, np.ndarray):
+        raise ImageError(f"expected a numpy image array, got {type(image).__name__}")
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[:, :, 0]
+    if image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] not in (3, 4)):
+        raise ImageError(
+            f"image has shape {image.shape}: expected H x W grey or H x W x 3/4 colour"
+        )
+    h, w = image.shape[:2]
+    if h < 16 or w < 16:
+        raise ImageError(f"image is {w} x {h} pixels, too small to hold an MRZ")
+    if image.dtype == np.uint16:
+        image = (image >> 8).astype(np.uint8)
+    elif image.dtype in (np.float32, np.float64):
+        image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255)
+        image = image.astype(np.uint8)
+    elif image.dtype != np.uint8:
+        raise ImageError(f"image has pixel type {image.dtype}: expected uint8")
+    if h * w > MAX_PIXELS:
+        scale = math.sqrt(MAX_PIXELS / (h * w))
+        size = (max(int(w * scale), 1), max(int(h * scale), 1))
+        log.info("scaling a %d x %d frame down by %.2f", w, h, scale)
+        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        image = cv2.cvtColor(image, code)
+    return np.ascontiguousarray(image, dtype=np.uint8)
+
+
+def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
+    """Find and read the MRZ in a BGR or grey frame."""
+    timings: dict[str, float] = {}
+    started = time.perf_counter()
+    gray = to_gray(image)
+    timings["prepare"] = time.perf_counter() - started
+
+    mark = time.perf_counter()
+    bands = find_bands(gray, limit=MAX_BANDS + 1)
+    timings["locate"] = time.perf_counter() - mark
+
+    mark = time.perf_counter()
+    best: _Reading | None = None
+    for band in bands[:MAX_BANDS]:
+        for turn in (0.0, 180.0):
+            reading = _read_band(gray, band, turn)
+            if reading is not None and (best is None or reading.score > best.score):
+                best = reading
+        if best is not None and best.score > math.log(0.9):
+            break
+    timings["recognise"] = time.perf_counter() - mark
+
+    if best is None or best.score < math.log(MIN_MEAN_P):
+        result = ReadResult(timings=timings, rejection=REJECT_NOT_FOUND)
+        if best is not None:
+            _fill_reading(result, best)
+            result.rejection = _diagnose(best) or REJECT_NOT_FOUND
+        timings["total"] = time.perf_counter() - started
+        return result
+
+    result = ReadResult(timings=timings)
+    _fill_reading(result, best)
+    mark = time.perf_counter()
+    outcome = repair(result.alternatives)
+    timings["repair"] = time.perf_counter() - mark
+    result.repair = outcome
+    result.repaired_lines = outcome.lines
+    result.report = outcome.report
+    result.confidence = outcome.confidence
+    if not outcome.ok:
+        result.rejection = _diagnose(best) if outcome.status is RepairStatus.FAILED else None
+    timings["total"] = time.perf_counter() - started
+    log.debug("read done: status %s, %.3f s", outcome.status, timings["total"])
+    return result
+
+
+def _fill_reading(result: ReadResult, reading: _Reading) -> None:
+    result.lines = reading.best_lines()
+    result.alternatives = reading.alternatives()
+    result.rotation = (reading.band.angle + reading.turn) % 360.0
+    result.box = _box(reading)
+    result.confidence = float(math.exp(reading.score))
+
+
+def _box(reading: _Reading) -> tuple[tuple[float, float], ...]:
+    first, last = reading.geometries[0], reading.geometries[-1]
+    half_cap = first.cap * 0.6
+    x_left = first.x0 - first.pitch / 2
+    x_right = first.centre(first.count - 1)[0] + first.pitch / 2
+    y_top = first.centre(0)[1] - half_cap
+    y_bottom = last.centre(0)[1] + half_cap
+    pts = np.array(
+        [[x_left, y_top, 1], [x_right, y_top, 1], [x_right, y_bottom, 1], [x_left, y_bottom, 1]]
+    )
+    frame = pts @ reading.image.to_frame.T
+    return tuple((round(float(x), 1), round(float(y), 1)) for x, y in frame)
+
+
+def _read_band(gray: npt.NDArray[np.uint8], band: Band, turn: float) -> _Reading | None:
+    image = refine_skew(extract_band(gray, band, turn))
+    spans = [s for s in find_lines(image.ink)]
+    if len(spans) < 2:
+        return None
+    model = default_model()
+    options: list[tuple[list[LineSpan], int]] = []
+    if len(spans) >= 3:
+        options.append((spans[-3:], 30))
+    options += [(spans[-2:], 36), (spans[-2:], 44)]
+    best: _Reading | None = None
+    for chosen, count in options:
+        geometries = [grid_for(image.ink, span, count) for span in chosen]
+        cells = np.concatenate([cut_cells(image.ink, g) for g in geometries])
+        probs = model.probabilities(cells)
+        score = float(np.log(probs.max(axis=1) + 1e-6).mean())
+        score -= _misalignment(geometries)
+        split = np.split(probs, len(geometries))
+        reading = _Reading(band, turn, image, chosen, geometries, split, score)
+        if best is None or reading.score > best.score:
+            best = reading
+    return best
+
+
+def _misalignment(geometries: list[LineGeometry]) -> float:
+    """Penalty for MRZ lines whose left or right ends do not line up."""
+    pitch = float(np.mean([g.pitch for g in geometries]))
+    lefts = [g.x0 for g in geometries]
+    rights = [g.centre(g.count - 1)[0] for g in geometries]
+    spread = max(max(lefts) - min(lefts), max(rights) - min(rights)) / pitch
+    return max(spread - 1.5, 0.0) * 0.5
+
+
+def _diagnose(reading: _Reading) -> str | None:
+    """Name the likely cause of a bad reading: cut off, glare or blur."""
+    if reading.image.touches_edge:
+        return REJECT_CUT_OFF
+    names = LINE_NAMES.get(len(reading.probs), ())
+    gray = reading.image.gray
+    line_scores = [float(np.log(p.max(axis=1) + 1e-6).mean()) for p in reading.probs]
+    worst = int(np.argmin(line_scores))
+    span = reading.spans[worst]
+    strip = gray[max(span.top - 2, 0) : span.bottom + 2, int(span.left) : int(span.right)]
+    if strip.size and names:
+        bright = float((strip >= 245).mean())
+        contrast = float(np.percentile(strip, 95) - np.percentile(strip, 5))
+        if bright > 0.25 or contrast < 40:
+            return f"glare on the {names[worst]} line"
+    gx = cv2.Sobel(reading.image.ink, cv2.CV_32F, 1, 0, ksize=3)
+    sharpness = float(np.percentile(np.abs(gx), 99))
+    if sharpness < 0.9:
+        return REJECT_BLURRED
+    return None

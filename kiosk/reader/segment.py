@@ -1,0 +1,232 @@
+"""Cut a located band into MRZ lines and fixed-pitch character cells.
+
+The band is resampled upright so that capitals are about `TARGET_CAP` pixels
+high, its skew is refined on the ink's row profile, lines are taken from that
+profile, and each line's glyph grid (first centre, pitch, slope) is fitted to
+the centres of its connected components. An MRZ line has no gaps wider than a
+character, because empty positions are printed as `<`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from kiosk.reader.glyphs import FloatArray, LineGeometry, ink_map
+from kiosk.reader.locate import Band
+
+log = logging.getLogger(__name__)
+
+TARGET_CAP = 22.0
+MAX_UPSCALE = 5.0
+# OCR-B advance width over capital height, measured on OCRB.otf.
+PITCH_PER_CAP = 1.02
+# The part of a pitch covered by a glyph's ink: the line's ink runs from the
+# first glyph's left edge to the last one's right edge.
+INK_PER_PITCH = 0.7
+LINE_LENGTHS = (30, 36, 44)
+
+U8 = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class BandImage:
+    """An upright resampled band: grey pixels, ink map and the frame mapping."""
+
+    gray: U8
+    ink: FloatArray
+    # 2x3 affine map from band pixels to frame pixels.
+    to_frame: npt.NDArray[np.float64]
+    touches_edge: bool
+
+
+@dataclass(frozen=True)
+class LineSpan:
+    """One text line found in a band: rows, centre line and ink extent."""
+
+    top: int
+    bottom: int
+    cy: float
+    slope: float
+    cap: float
+    left: float
+    right: float
+
+
+def extract_band(gray: U8, band: Band, turn: float) -> BandImage:
+    """Resample `band` upright, turned by `turn` extra degrees (0 or 180)."""
+    scale = min(max(TARGET_CAP / max(band.cap, 1.0), 0.2), MAX_UPSCALE)
+    width = int(round(band.width * scale))
+    height = int(round(max(band.height, band.cap * 3) * scale))
+    angle = math.radians(band.angle + turn)
+    cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
+    # Band pixel (u, v) -> frame point centre + R(angle) (u - w/2, v - h/2) / scale.
+    to_frame = np.array(
+        [
+            [cos, -sin, band.cx - cos * width / 2 + sin * height / 2],
+            [sin, cos, band.cy - sin * width / 2 - cos * height / 2],
+        ]
+    )
+    upright = cv2.warpAffine(
+        gray,
+        to_frame,
+        (max(width, 1), max(height, 1)),
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    corners = np.array([[0, 0, 1], [width, 0, 1], [0, height, 1], [width, height, 1]])
+    frame_pts = corners @ to_frame.T
+    fh, fw = gray.shape
+    touches = bool(
+        (frame_pts[:, 0] < 0).any()
+        or (frame_pts[:, 0] > fw)
+        .any()
+        or (frame_pts[:, 1] < 0).any()
+        or (frame_pts[:, 1] > fh).any()
+    )
+    return BandImage(upright, ink_map(upright, TARGET_CAP), to_frame, touches)
+
+
+def refine_skew(band: BandImage) -> BandImage:
+    """Straighten the band by the angle that makes its row profile sharpest."""
+    ink = band.ink
+    h, w = ink.shape
+    small = cv2.resize(ink, (max(w // 2, 1), max(h // 2, 1)), interpolation=cv2.INTER_AREA)
+    best, best_angle = -1.0, 0.0
+    centre = (small.shape[1] / 2, small.shape[0] / 2)
+    for angle in np.arange(-2.0, 2.01, 0.25):
+        rot = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
+        turned = cv2.warpAffine(small, rot, (small.shape[1], small.shape[0]))
+        profile = turned.sum(axis=1)
+        sharpness = float((np.diff(profile) ** 2).sum())
+        if sharpness > best:
+            best, best_angle = sharpness, float(angle)
+    if best_angle == 0.0:
+        return band
+    rot = cv2.getRotationMatrix2D((w / 2, h / 2), best_angle, 1.0)
+    gray = cv2.warpAffine(band.gray, rot, (w, h), borderMode=cv2.BORDER_REPLICATE)
+    # Compose: new band pixel -> old band pixel -> frame.
+    inverse = cv2.invertAffineTransform(rot)
+    to_frame = band.to_frame @ np.vstack([inverse, [0, 0, 1]])
+    return BandImage(gray, ink_map(gray, TARGET_CAP), to_frame, band.touches_edge)
+
+
+def find_lines(ink: FloatArray) -> list[LineSpan]:
+    """Find text lines from the row profile of the ink, top to bottom."""
+    h, w = ink.shape
+    profile = cv2.blur(ink.sum(axis=1, dtype=np.float32)[:, None], (1, 3)).ravel()
+    if profile.max() <= 0:
+        return []
+    rows = profile > 0.3 * float(profile.max())
+    spans: list[LineSpan] = []
+    y = 0
+    while y < h:
+        if not rows[y]:
+            y += 1
+            continue
+        start = y
+        while y < h and rows[y]:
+            y += 1
+        height = y - start
+        if height < TARGET_CAP * 0.4:
+            continue
+        span = _measure_line(ink, start, y)
+        if span is not None:
+            spans.append(span)
+    return spans
+
+
+def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
+    h, w = ink.shape
+    cap = float(bottom - top)
+    lo = max(int(top - 0.3 * cap), 0)
+    hi = min(int(bottom + 0.3 * cap), h)
+    strip = ink[lo:hi]
+    columns = strip.max(axis=0) > 0.4
+    # The longest run of ink columns with no gap wider than one cap height.
+    best = (0, 0)
+    start = None
+    last = -1
+    for x in np.flatnonzero(columns):
+        if start is None or x - last > cap:
+            start = int(x)
+        last = int(x)
+        if last - start > best[1] - best[0]:
+            best = (start, last + 1)
+    left, right = best
+    if right - left < 10 * cap:
+        return None
+    # Vertical ink centre of the left and right quarters gives the slope.
+    ys = np.arange(lo, hi, dtype=np.float32)[:, None]
+    quarter = (right - left) // 4
+    centres = []
+    for a, b in ((left, left + quarter), (right - quarter, right)):
+        part = strip[:, a:b]
+        mass = float(part.sum())
+        if mass <= 0:
+            return None
+        centres.append(((a + b) / 2, float((part * ys).sum()) / mass))
+    (x1, y1), (x2, y2) = centres
+    slope = (y2 - y1) / max(x2 - x1, 1.0)
+    cy = y1 + slope * (((left + right) / 2) - x1)
+    return LineSpan(top, bottom, cy, slope, cap, float(left), float(right))
+
+
+def grid_for(ink: FloatArray, span: LineSpan, count: int) -> LineGeometry:
+    """Fit the glyph grid of a line with `count` characters."""
+    pitch = (span.right - span.left) / (count - 1 + INK_PER_PITCH)
+    x0 = span.left + pitch * INK_PER_PITCH / 2
+    y_at_left = span.cy + span.slope * (x0 - (span.left + span.right) / 2)
+    # The row profile overstates the cap height of a blurred or skewed line,
+    # while the pitch is fixed by the font, so keep the two consistent.
+    from_pitch = pitch / PITCH_PER_CAP
+    cap = min(max(span.cap, 0.8 * from_pitch), 1.15 * from_pitch)
+    geometry = LineGeometry(x0, pitch, y_at_left, span.slope, cap, count)
+    return _refine_with_components(ink, span, geometry)
+
+
+def _refine_with_components(
+    ink: FloatArray, span: LineSpan, geometry: LineGeometry
+) -> LineGeometry:
+    """Least-squares fit of glyph centres to single-glyph components."""
+    h, w = ink.shape
+    lo = max(int(span.top - 0.3 * span.cap), 0)
+    hi = min(int(span.bottom + 0.3 * span.cap), h)
+    binary = (ink[lo:hi] > 0.45).astype(np.uint8)
+    n, _, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    pitch = geometry.pitch
+    index, xs = [], []
+    for k in range(1, n):
+        cw, ch = stats[k, cv2.CC_STAT_WIDTH], stats[k, cv2.CC_STAT_HEIGHT]
+        if not (0.3 * pitch < cw < 0.95 * pitch and ch > 0.3 * geometry.cap):
+            continue
+        # Box centre, not centroid: a glyph's ink mass is not centred (7, F).
+        cx = stats[k, cv2.CC_STAT_LEFT] + cw / 2
+        i = round((cx - geometry.x0) / pitch)
+        if 0 <= i < geometry.count and abs(cx - geometry.x0 - i * pitch) < 0.35 * pitch:
+            index.append(i)
+            xs.append(cx)
+    if len(index) < max(8, geometry.count // 4):
+        return geometry
+    ii = np.array(index, np.float64)
+    xx = np.array(xs, np.float64)
+    degree = 2 if len(index) >= geometry.count // 2 else 1
+    coeffs = np.polyfit(ii, xx, degree)
+    residual = np.abs(np.polyval(coeffs, ii) - xx)
+    keep = residual < 0.2 * pitch
+    if keep.sum() >= len(index) * 0.6:
+        coeffs = np.polyfit(ii[keep], xx[keep], degree)
+    if degree == 2:
+        curve, new_pitch, x0 = (float(c) for c in coeffs)
+    else:
+        curve = 0.0
+        new_pitch, x0 = (float(c) for c in coeffs)
+    if not 0.85 * pitch < new_pitch < 1.15 * pitch:
+        return geometry
+    y0 = geometry.y0 + geometry.slope * (x0 - geometry.x0)
+    return LineGeometry(x0, new_pitch, y0, geometry.slope, geometry.cap, geometry.count, curve)
