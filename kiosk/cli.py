@@ -1,0 +1,317 @@
+"""Command line of the kiosk: the terminal app, batch scans and MRZ parsing."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TextIO
+
+from backend.records import Result
+from kiosk import __version__
+from kiosk.lookup.base import LookupClient
+from kiosk.pipeline import ScanOutcome, check_image, check_text
+
+logger = logging.getLogger(__name__)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_IMAGES = REPO_ROOT / "fixtures" / "images"
+SAMPLE_RECORDS = REPO_ROOT / "fixtures" / "sltd_sample.csv"
+DEFAULT_STORE = Path("var") / "kiosk.sqlite3"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
+_SUFFIX_LIST = ", ".join(sorted(IMAGE_SUFFIXES))
+
+
+def _add_lookup_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend",
+        metavar="URL",
+        help="lookup service URL; without it the embedded store is used",
+    )
+    parser.add_argument(
+        "--store",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"embedded SQLite store file (default: {DEFAULT_STORE}, "
+        "created from the bundled sample list on first use)",
+    )
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="kiosk.toml to read (default: $KIOSK_CONFIG or ./kiosk.toml)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiosk",
+        description="Read travel documents' MRZ and check them against the list "
+        "of reported stolen and lost documents. Without a command, starts the "
+        "officer's terminal app.",
+    )
+    parser.add_argument("--version", action="version", version=f"kiosk {__version__}")
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("KIOSK_LOG_LEVEL", "WARNING"),
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="log level of the application log on stderr (default: WARNING)",
+    )
+    parser.add_argument(
+        "--samples",
+        action="store_true",
+        help="start on the bundled sample images with the embedded store",
+    )
+    _add_lookup_options(parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    scan = sub.add_parser(
+        "scan",
+        help="read MRZs from image files or folders and check each document",
+        description="Read the MRZ of each image (JPEG, PNG, TIFF, BMP, WebP; "
+        "folders are searched for those) and check the document.",
+    )
+    scan.add_argument("paths", nargs="+", type=Path, metavar="PATH")
+    scan.add_argument(
+        "--json", action="store_true", help="print one JSON object a line"
+    )
+    _add_lookup_options(scan)
+    scan.set_defaults(handler=_run_scan)
+
+    parse = sub.add_parser(
+        "parse",
+        help="check MRZ text given as lines (as keyboard-wedge readers type it)",
+        description="Check MRZ text: each LINE is one MRZ line; '-' reads lines "
+        "from standard input, one document per blank-line-separated block.",
+    )
+    parse.add_argument("lines", nargs="+", metavar="LINE")
+    parse.add_argument(
+        "--json", action="store_true", help="print one JSON object a line"
+    )
+    _add_lookup_options(parse)
+    parse.set_defaults(handler=_run_parse)
+
+    _register_optional(sub)
+    return parser
+
+
+def _register_optional(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> None:
+    """Add the driver commands (technician tools)."""
+    from drivers import cli as drivers_cli
+
+    drivers_cli.register(sub)
+
+
+def open_lookup(args: argparse.Namespace) -> LookupClient:
+    """Open the lookup client the command line and config ask for."""
+    from kiosk.lookup import open_client
+
+    backend = getattr(args, "backend", None)
+    api_key = os.environ.get("KIOSK_API_KEY")
+    store = getattr(args, "store", None) or DEFAULT_STORE
+    config_path = getattr(args, "config", None)
+    config = _load_config(config_path)
+    if config is not None:
+        backend = backend or config.backend.url
+        api_key = api_key or config.backend.api_key
+        if getattr(args, "store", None) is None:
+            store = config.kiosk.store_path
+    return open_client(
+        backend,
+        api_key=api_key,
+        embedded_path=store,
+        seed_csv=SAMPLE_RECORDS if SAMPLE_RECORDS.exists() else None,
+    )
+
+
+def _load_config(path: Path | None):  # type: ignore[no-untyped-def]
+    from kiosk.config import load_config
+
+    return load_config(path)
+
+
+def iter_images(paths: Sequence[Path]) -> Iterator[tuple[Path, str | None]]:
+    """Yield (path, problem) for every image to scan; `problem` is set when a
+    path cannot be scanned at all (missing, or a folder without images)."""
+    for path in paths:
+        if path.is_dir():
+            images = sorted(
+                p
+                for p in path.rglob("*")
+                if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+            )
+            if not images:
+                yield (
+                    path,
+                    f"folder {path} holds no images ({_SUFFIX_LIST}); "
+                    "give image files or a folder that contains some",
+                )
+            for image in images:
+                yield image, None
+        elif path.exists():
+            yield path, None
+        else:
+            yield path, f"file {path} not found; check the path"
+
+
+def _run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    from kiosk.pipeline import _not_checked
+
+    client = open_lookup(args)
+    try:
+        for path, problem in iter_images(args.paths):
+            if problem is not None:
+                outcome = _not_checked("-", str(path), problem, 0.0)
+                outcome = _with_elapsed(outcome, 0.0)
+            else:
+                outcome = check_image(path, client, source=str(path))
+            _emit(outcome, args.json, out)
+    finally:
+        client.close()
+    return 0
+
+
+def _with_elapsed(outcome: ScanOutcome, elapsed_ms: float) -> ScanOutcome:
+    import dataclasses
+
+    return dataclasses.replace(outcome, elapsed_ms=elapsed_ms)
+
+
+def _documents_from_args(lines: Sequence[str]) -> list[list[str]]:
+    if list(lines) != ["-"]:
+        return [list(lines)]
+    documents: list[list[str]] = [[]]
+    for raw in sys.stdin:
+        if raw.strip():
+            documents[-1].append(raw.strip())
+        elif documents[-1]:
+            documents.append([])
+    return [doc for doc in documents if doc]
+
+
+def _run_parse(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    client = open_lookup(args)
+    try:
+        for number, lines in enumerate(_documents_from_args(args.lines), start=1):
+            outcome = check_text(lines, client, source=f"text #{number}")
+            _emit(outcome, args.json, out)
+    finally:
+        client.close()
+    return 0
+
+
+def _emit(outcome: ScanOutcome, as_json: bool, out: TextIO) -> None:
+    if as_json:
+        out.write(json.dumps(outcome.to_json(), ensure_ascii=False) + "\n")
+    else:
+        out.write(format_outcome(outcome) + "\n")
+    out.flush()
+
+
+_VERDICT = {
+    Result.HIT: "HIT - reported document, hold the document and follow procedure",
+    Result.POSSIBLE: "POSSIBLE MATCH - verify the record against the document",
+    Result.NO_HIT: "NO RECORD",
+    Result.UNKNOWN: "NOT CHECKED",
+}
+
+
+def format_outcome(outcome: ScanOutcome) -> str:
+    """Render one outcome as the plain-text block `kiosk scan` prints."""
+    rows = [outcome.source]
+    report = outcome.report
+    if report is not None:
+        rows.append("  MRZ          " + report.lines[0])
+        rows.extend("               " + line for line in report.lines[1:])
+        rows.append(
+            f"  document     {report.format.value} type {report.document_type} "
+            f"issued by {report.issuing_state} number {report.document_number}"
+        )
+        rows.append(
+            f"  name         {report.surname}, {report.given_names}".rstrip(", ")
+        )
+        born = report.birth_date.isoformat() if report.birth_date else "unknown"
+        expires = report.expiry_date.isoformat() if report.expiry_date else "none"
+        rows.append(
+            f"  born {born}  sex {report.sex or 'unspecified'}  "
+            f"nationality {report.nationality or '-'}  expires {expires}"
+        )
+        checks = "  ".join(
+            f"{name} {'ok' if ok else 'FAILED'}" for name, ok in report.checks.items()
+        )
+        rows.append(f"  checks       {checks}")
+        if report.warnings:
+            rows.append(
+                "  warnings     " + "; ".join(w.message for w in report.warnings)
+            )
+        for error in report.errors:
+            rows.append(f"  invalid      {error.message}")
+    if outcome.repair is not None:
+        rows.append(
+            f"  reading      {outcome.repair.status.value}, "
+            f"confidence {outcome.repair.confidence:.2f}"
+        )
+    answer = outcome.lookup
+    verdict = f"  lookup       {_VERDICT[answer.result]}"
+    if answer.result is Result.NO_HIT and answer.data_version:
+        verdict += f" (data version {answer.data_version})"
+    if answer.result is Result.UNKNOWN and answer.reason:
+        verdict += f": {answer.reason}"
+    rows.append(verdict)
+    for record in answer.records:
+        rows.append(
+            f"               {record.status.value} {record.issuing_state} "
+            f"{record.document_type} {record.document_number}, reported "
+            f"{record.reported_on.isoformat()} by {record.reporting_country}, "
+            f"ref {record.reference}"
+        )
+    if answer.type_mismatch:
+        rows.append("               note: the record's document type differs")
+    if outcome.error and (report is not None):
+        rows.append(f"  error        {outcome.error}")
+    rows.append(f"  time         {outcome.elapsed_ms:.0f} ms")
+    return "\n".join(rows)
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    _configure_logging(args.log_level)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        result: int = handler(args)
+        return result
+    if args.samples and not _tui_available():
+        # Until the terminal app is built, the samples run as a batch scan.
+        args.paths = [SAMPLE_IMAGES]
+        args.json = False
+        return _run_scan(args)
+    from kiosk.tui.app import run_app
+
+    return run_app(args)
+
+
+def _tui_available() -> bool:
+    return (Path(__file__).parent / "tui" / "app.py").exists()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
