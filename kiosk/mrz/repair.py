@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kiosk.errors import MRZError
+from kiosk.mrz.checkdigit import is_check_digit_valid
 from kiosk.mrz.formats import ALLOWED, LAYOUTS, CharClass, Layout, detect_format
 from kiosk.mrz.model import MrzReport
 from kiosk.mrz.parser import parse
@@ -231,33 +232,9 @@ def _search(
     protected = _protected_positions(layout)
     best_lines = [[p.best[0] for p in row] for row in grid]
 
-    # Positions under a check digit whose reading is in doubt, most doubtful
-    # first.
-    uncertain = [
-        p
-        for row in grid
-        for p in row
-        if (p.line, p.pos) in protected
-        and len(p.candidates) > 1
-        and p.candidates[1][1] >= MIN_ALTERNATIVE_P
-    ]
-    uncertain.sort(
-        key=lambda p: p.candidates[1][1] / max(p.best[1], 1e-9), reverse=True
-    )
-    uncertain = uncertain[:MAX_UNCERTAIN]
-
-    passing: list[tuple[float, list[str], tuple[tuple[int, int, str], ...]]] = []
-    for changes in _change_sets(uncertain):
-        lines = [row[:] for row in best_lines]
-        delta = 0.0
-        for position, (char, p) in changes:
-            lines[position.line][position.pos] = char
-            delta += math.log(max(p, 1e-9)) - math.log(max(position.best[1], 1e-9))
-        text = ["".join(row) for row in lines]
-        if _checks_pass(text, today):
-            key = tuple((pos.line, pos.pos, c) for pos, (c, _) in changes)
-            passing.append((delta, text, key))
-
+    passing = _passing_by_check(grid, layout, best_lines)
+    if passing is None:
+        passing = _passing_global(grid, protected, best_lines, today)
     confidence_base = _confidence(grid, protected)
     if not passing:
         report = _safe_parse(["".join(r) for r in best_lines], today)
@@ -274,7 +251,7 @@ def _search(
         )
 
     passing.sort(key=lambda item: -item[0])
-    best_delta, best_text, _ = passing[0]
+    best_delta, best_text = passing[0]
     rivals = [
         item
         for item in passing[1:]
@@ -292,7 +269,7 @@ def _search(
         differing = sorted(
             {
                 (ln, pos)
-                for _, text, _ in rivals
+                for _, text in rivals
                 for ln in range(len(text))
                 for pos in range(len(text[ln]))
                 if text[ln][pos] != best_text[ln][pos]
@@ -314,10 +291,121 @@ def _search(
     return RepairOutcome(status, tuple(best_text), report, confidence, corrections)
 
 
+_Passing = list[tuple[float, list[str]]]
+_Changes = tuple[tuple[_Position, Candidate], ...]
+
+
+def _doubtful(positions: list[_Position], limit: int) -> list[_Position]:
+    """Return the positions with a plausible alternative, most doubtful first."""
+    doubtful = [
+        p
+        for p in positions
+        if len(p.candidates) > 1 and p.candidates[1][1] >= MIN_ALTERNATIVE_P
+    ]
+    doubtful.sort(key=lambda p: p.candidates[1][1] / max(p.best[1], 1e-9), reverse=True)
+    return doubtful[:limit]
+
+
+def _delta(changes: _Changes) -> float:
+    return sum(
+        math.log(max(p, 1e-9)) - math.log(max(position.best[1], 1e-9))
+        for position, (_, p) in changes
+    )
+
+
+def _passing_global(
+    grid: list[list[_Position]],
+    protected: set[tuple[int, int]],
+    best_lines: list[list[str]],
+    today: dt.date | None,
+) -> _Passing:
+    """Try change sets over all protected positions, checking each reading
+    with the full parser. Slow, but right for every layout, including a TD1
+    or TD2 document number that overflows into the optional data."""
+    positions = [p for row in grid for p in row if (p.line, p.pos) in protected]
+    passing: _Passing = []
+    for changes in _change_sets(_doubtful(positions, MAX_UNCERTAIN)):
+        lines = [row[:] for row in best_lines]
+        for position, (char, _) in changes:
+            lines[position.line][position.pos] = char
+        text = ["".join(row) for row in lines]
+        if _checks_pass(text, today):
+            passing.append((_delta(changes), text))
+    return passing
+
+
+# Local readings kept per check before they are combined under the composite.
+_LOCAL_KEEP = 3
+_MAX_COMBINATIONS = 20_000
+
+
+def _passing_by_check(
+    grid: list[list[_Position]], layout: Layout, best_lines: list[list[str]]
+) -> _Passing | None:
+    """Search each check digit's own field first, then combine the few local
+    readings that pass under the composite check. Returns None where this
+    shortcut does not apply (a possible TD1/TD2 number overflow)."""
+    simple = [c for c in layout.checks if c.name != "composite"]
+    composite = next((c for c in layout.checks if c.name == "composite"), None)
+    number_check = next(c for c in simple if c.name == "document_number")
+    digit_line, digit_pos = number_check.digit
+    if layout.format.value in ("TD1", "TD2") and any(
+        char == "<" for char, _ in grid[digit_line][digit_pos].candidates
+    ):
+        return None
+
+    covered: set[tuple[int, int]] = set()
+    local: list[list[tuple[float, _Changes]]] = []
+    for check in simple:
+        cells = [grid[ln][p] for ln, a, b in check.spans for p in range(a, b)]
+        cells.append(grid[check.digit[0]][check.digit[1]])
+        covered.update((c.line, c.pos) for c in cells)
+        variants = []
+        for changes in _change_sets(_doubtful(cells, MAX_UNCERTAIN)):
+            chars = {(c.line, c.pos): c.best[0] for c in cells}
+            for position, (char, _) in changes:
+                chars[(position.line, position.pos)] = char
+            text = "".join(chars[(c.line, c.pos)] for c in cells[:-1])
+            if is_check_digit_valid(text, chars[check.digit]):
+                variants.append((_delta(changes), changes))
+        if not variants:
+            return []
+        variants.sort(key=lambda item: -item[0])
+        local.append(variants[:_LOCAL_KEEP])
+
+    extra: list[_Position] = []
+    if composite is not None:
+        extra_cells = [
+            grid[ln][p]
+            for ln, a, b in composite.spans
+            for p in range(a, b)
+            if (ln, p) not in covered
+        ]
+        extra_cells.append(grid[composite.digit[0]][composite.digit[1]])
+        extra = _doubtful(extra_cells, 8)
+    extra_sets = list(_change_sets(extra, max_changes=2))
+    budget = _MAX_COMBINATIONS // max(len(extra_sets), 1)
+    combos = itertools.islice(itertools.product(*local), budget)
+
+    passing: _Passing = []
+    for combo in combos:
+        for extra_changes in extra_sets:
+            changes = tuple(ch for _, part in combo for ch in part) + extra_changes
+            lines = [row[:] for row in best_lines]
+            for position, (char, _) in changes:
+                lines[position.line][position.pos] = char
+            reading = ["".join(row) for row in lines]
+            if composite is None or is_check_digit_valid(
+                composite.text(reading), composite.check_char(reading)
+            ):
+                passing.append((_delta(changes), reading))
+    return passing
+
+
 def _change_sets(
-    uncertain: list[_Position],
+    uncertain: list[_Position], max_changes: int = MAX_CHANGES
 ) -> itertools.chain[tuple[tuple[_Position, Candidate], ...]]:
-    """Yield the reading as is, then every way of replacing 1 to MAX_CHANGES
+    """Yield the reading as is, then every way of replacing 1 to max_changes
     uncertain positions by one of their alternatives."""
 
     def sets(k: int) -> itertools.chain[tuple[tuple[_Position, Candidate], ...]]:
@@ -327,7 +415,7 @@ def _change_sets(
         )
         return itertools.chain.from_iterable(per_combo)
 
-    return itertools.chain([()], *(sets(k) for k in range(1, MAX_CHANGES + 1)))
+    return itertools.chain([()], *(sets(k) for k in range(1, max_changes + 1)))
 
 
 def _checks_pass(lines: list[str], today: dt.date | None) -> bool:
