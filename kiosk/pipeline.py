@@ -123,7 +123,6 @@ def check_image(
     client: LookupClient,
     *,
     source: str | None = None,
-    today: dt.date | None = None,
 ) -> ScanOutcome:
     """Read the MRZ from an image (array or file) and check the document."""
     from kiosk import reader  # OpenCV is loaded only when images are read
@@ -133,9 +132,9 @@ def check_image(
     label = source or (str(image) if isinstance(image, Path) else "image")
     try:
         if isinstance(image, Path):
-            result = reader.read_file(image, today=today)
+            result = reader.read_file(image)
         else:
-            result = reader.read_image(image, today=today)
+            result = reader.read_image(image)
     except (ImageError, ReaderError) as exc:
         logger.warning("scan %s: image not read: %s", scan_id, type(exc).__name__)
         return _not_checked(scan_id, label, str(exc), started)
