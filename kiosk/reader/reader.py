@@ -9,6 +9,7 @@ for readings that the glyph network cannot make pass their check digits.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import logging
 import math
@@ -55,7 +56,7 @@ MAX_BANDS = 3
 REJECT_NOT_FOUND = "MRZ not found"
 REJECT_BLURRED = "MRZ too blurred"
 REJECT_CUT_OFF = "MRZ cut off at the edge"
-REJECT_UNREADABLE = "MRZ found but not readable"
+REJECT_CHECKS = "MRZ check digits do not match: rescan or inspect the document"
 LINE_NAMES = {2: ("top", "bottom"), 3: ("top", "middle", "bottom")}
 
 
@@ -252,11 +253,15 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     outcome = repair(result.alternatives)
     timings["repair"] = time.perf_counter() - mark
     result.repair = outcome
-    result.repaired_lines = outcome.lines
     result.report = outcome.report
+    # A failed repair only forced characters into their fields' alphabets,
+    # which the check digits did not confirm, so the raw reading stands.
+    if outcome.status is not RepairStatus.FAILED:
+        result.repaired_lines = outcome.lines
     result.confidence = outcome.confidence
     if not outcome.ok:
-        result.rejection = _diagnose(best) if outcome.status is RepairStatus.FAILED else None
+        if outcome.status is RepairStatus.FAILED:
+            result.rejection = _diagnose(best) or REJECT_CHECKS
     timings["total"] = time.perf_counter() - started
     log.debug("read done: status %s, %.3f s", outcome.status, timings["total"])
     return result
@@ -265,7 +270,7 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
 def _fill_reading(result: ReadResult, reading: _Reading) -> None:
     result.lines = reading.best_lines()
     result.alternatives = reading.alternatives()
-    result.rotation = (reading.band.angle + reading.turn) % 360.0
+    result.rotation = round(reading.band.angle + reading.turn, 1) % 360.0
     result.box = _box(reading)
     result.confidence = float(math.exp(reading.score))
 
@@ -290,12 +295,20 @@ def _read_band(gray: npt.NDArray[np.uint8], band: Band, turn: float) -> _Reading
     if len(spans) < 2:
         return None
     model = default_model()
+    # Print above the MRZ or the document's edge below it may be in the band
+    # too, so every run of consecutive lines is a candidate.
     options: list[tuple[list[LineSpan], int]] = []
-    if len(spans) >= 3:
-        options.append((spans[-3:], 30))
-    options += [(spans[-2:], 36), (spans[-2:], 44)]
+    for i in range(len(spans) - 2):
+        options.append((spans[i : i + 3], 30))
+    for i in range(len(spans) - 1):
+        options += [(spans[i : i + 2], 36), (spans[i : i + 2], 44)]
     best: _Reading | None = None
     for chosen, count in options:
+        # MRZ lines share their ends, so one line's occluded or smudged end
+        # is taken from the others.
+        left = min(span.left for span in chosen)
+        right = max(span.right for span in chosen)
+        chosen = [dataclasses.replace(span, left=left, right=right) for span in chosen]
         geometries = [grid_for(image.ink, span, count) for span in chosen]
         cells = np.concatenate([cut_cells(image.ink, g) for g in geometries])
         probs = model.probabilities(cells)
@@ -317,9 +330,23 @@ def _misalignment(geometries: list[LineGeometry]) -> float:
     return max(spread - 1.5, 0.0) * 0.5
 
 
+def _cut_off(reading: _Reading) -> bool:
+    """True when a line's first or last glyph cell lies outside the frame."""
+    inside = reading.image.inside
+    h, w = inside.shape
+    for g in reading.geometries:
+        for i in (0, g.count - 1):
+            x, y = g.centre(i)
+            for dx in (-g.pitch / 2, g.pitch / 2):
+                px, py = int(round(x + dx)), int(round(y))
+                if not (0 <= px < w and 0 <= py < h) or inside[py, px] == 0:
+                    return True
+    return False
+
+
 def _diagnose(reading: _Reading) -> str | None:
     """Name the likely cause of a bad reading: cut off, glare or blur."""
-    if reading.image.touches_edge:
+    if _cut_off(reading):
         return REJECT_CUT_OFF
     names = LINE_NAMES.get(len(reading.probs), ())
     gray = reading.image.gray
