@@ -216,29 +216,30 @@ def _refine_with_components(
     hi = min(int(span.bottom + 0.3 * span.cap), h)
     binary = (ink[lo:hi] > 0.45).astype(np.uint8)
     n, _, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    pitch = geometry.pitch
-    index, xs = [], []
+    centres = []
     for k in range(1, n):
         cw, ch = stats[k, cv2.CC_STAT_WIDTH], stats[k, cv2.CC_STAT_HEIGHT]
-        if not (0.3 * pitch < cw < 0.95 * pitch and ch > 0.3 * geometry.cap):
-            continue
-        # Box centre, not centroid: a glyph's ink mass is not centred (7, F).
-        cx = stats[k, cv2.CC_STAT_LEFT] + cw / 2
-        i = round((cx - geometry.x0) / pitch)
-        if 0 <= i < geometry.count and abs(cx - geometry.x0 - i * pitch) < 0.35 * pitch:
-            index.append(i)
-            xs.append(cx)
-    if len(index) < max(8, geometry.count // 4):
+        if 0.3 * geometry.pitch < cw < 0.95 * geometry.pitch and ch > 0.3 * geometry.cap:
+            # Box centre, not centroid: a glyph's ink mass is not centred (7, F).
+            centres.append(stats[k, cv2.CC_STAT_LEFT] + cw / 2)
+    if len(centres) < max(8, geometry.count // 4):
         return geometry
-    ii = np.array(index, np.float64)
-    xx = np.array(xs, np.float64)
-    degree = 2 if len(index) >= geometry.count // 2 else 1
-    coeffs = np.polyfit(ii, xx, degree)
-    residual = np.abs(np.polyval(coeffs, ii) - xx)
-    keep = residual < 0.2 * pitch
-    if keep.sum() >= len(index) * 0.6:
-        coeffs = np.polyfit(ii[keep], xx[keep], degree)
-    if degree == 2:
+    xs_all = np.array(centres, np.float64)
+    # Perspective makes the pitch drift along the line: refit a quadratic
+    # from the linear first guess, tightening the assignment window.
+    coeffs = np.array([geometry.pitch, geometry.x0])
+    pitch = geometry.pitch
+    for tolerance in (0.45, 0.35, 0.25):
+        grid = np.polyval(coeffs, np.arange(geometry.count))
+        nearest = np.abs(xs_all[:, None] - grid[None, :]).argmin(axis=1)
+        error = np.abs(xs_all - grid[nearest])
+        keep = error < tolerance * pitch
+        if keep.sum() < max(8, geometry.count // 4):
+            return geometry
+        ii = nearest[keep].astype(np.float64)
+        degree = 2 if len(np.unique(ii)) >= geometry.count // 2 else 1
+        coeffs = np.polyfit(ii, xs_all[keep], degree)
+    if len(coeffs) == 3:
         curve, new_pitch, x0 = (float(c) for c in coeffs)
     else:
         curve = 0.0
