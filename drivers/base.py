@@ -11,7 +11,7 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Iterator
-from typing import ClassVar, Literal
+from typing import Literal
 
 from drivers.errors import DriverStateError
 from drivers.events import DeviceState, DriverEvent, StatusChanged
@@ -30,8 +30,9 @@ class Driver(abc.ABC):
     is set, and may override `_interrupt` to unblock a blocking read.
     """
 
-    delivers_images: ClassVar[bool] = False
-    delivers_text: ClassVar[bool] = False
+    # Capabilities: whether the driver delivers page images, MRZ text, or both.
+    delivers_images: bool = False
+    delivers_text: bool = False
 
     def __init__(self, name: str, on_event: EventCallback | None = None) -> None:
         self.name = name

@@ -149,6 +149,11 @@ class Decoder(abc.ABC):
         """Bytes received but not yet part of a finished frame."""
         return len(self._buffer)
 
+    @property
+    def needs_flush(self) -> bool:
+        """True while bytes are held or skipped noise is not yet reported."""
+        return self.pending > 0 or self._noise_run > 0
+
     def _consume(self, count: int) -> bytes:
         taken = bytes(self._buffer[:count])
         del self._buffer[:count]

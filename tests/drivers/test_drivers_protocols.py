@@ -28,6 +28,7 @@ from drivers.protocols.image import image_frame
 from drivers.protocols.plain import PlainLinesDecoder, PlainLinesEncoder
 from drivers.protocols.stx_etx import StxEtxDecoder
 from drivers.specimens import SPECIMENS, specimen_documents
+from tests.drivers.driver_helpers import jpeg_bytes, png_bytes
 
 TD3 = SPECIMENS["td3"]
 TD1 = SPECIMENS["td1"]
@@ -257,8 +258,8 @@ def test_json_invalid_payloads_dropped(payload: bytes) -> None:
 
 
 @pytest.mark.parametrize("kind", ["jpeg", "png"])
-def test_image_round_trip(kind: str, jpeg_bytes: bytes, png_bytes: bytes) -> None:
-    data = jpeg_bytes if kind == "jpeg" else png_bytes
+def test_image_round_trip(kind: str) -> None:
+    data = jpeg_bytes() if kind == "jpeg" else png_bytes()
     decoder = make_decoder("image")
     frames = feed_bytewise(decoder, b"junk" + image_frame(data) + b"\x01")
     assert len(frames) == 1
@@ -269,17 +270,18 @@ def test_image_round_trip(kind: str, jpeg_bytes: bytes, png_bytes: bytes) -> Non
 
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_image_faults(fault: str, jpeg_bytes: bytes, png_bytes: bytes) -> None:
+def test_image_faults(fault: str) -> None:
+    jpeg, png = jpeg_bytes(), png_bytes()
     encoder = make_encoder("image", seed=5)
     decoder = make_decoder("image")
-    frames = decoder.feed(encoder.encode(jpeg_bytes, fault))
+    frames = decoder.feed(encoder.encode(jpeg, fault))
     frames += decoder.flush()
-    frames += decoder.feed(encoder.encode(png_bytes))
+    frames += decoder.feed(encoder.encode(png))
     images = [f.data for f in frames if isinstance(f, ImageFrame)]
     if fault == "garbage":
-        assert images == [jpeg_bytes, png_bytes]
+        assert images == [jpeg, png]
     else:
-        assert images == [png_bytes]
+        assert images == [png]
         assert len(decoder.dropped) >= 1
 
 
