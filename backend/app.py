@@ -1,0 +1,630 @@
+"""HTTP lookup service (FastAPI).
+
+Every lookup needs a terminal API key (`Authorization: Bearer KEY` or
+`X-API-Key: KEY`), is rate-limited per terminal and written to the audit log
+before the answer leaves. A store that cannot answer gives 503, never a
+NO_HIT. Handlers are plain functions, so FastAPI runs them in its thread
+pool and a slow database does not block the event loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from backend.audit import AuditError, AuditLog
+from backend.errors import InvalidRecord, StoreError
+from backend.records import DocumentKey, LookupAnswer
+from backend.store import Store
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH_KEYS = 10_000
+# 10,000 keys of about 90 bytes each fit well inside 2 MiB.
+MAX_BODY_BYTES = 2 * 1024 * 1024
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ServiceSettings:
+    """Limits of the lookup service."""
+
+    # Requests per second and burst size allowed per terminal; a batch
+    # counts as one request.
+    rate_per_terminal: float = 200.0
+    burst_per_terminal: float = 400.0
+    max_body_bytes: int = MAX_BODY_BYTES
+    # How long a request id is remembered so that a retry gets the first
+    # answer instead of a second audit entry, in seconds.
+    replay_window_s: float = 600.0
+    replay_entries: int = 50_000
+    key_cache_s: float = 60.0
+
+
+class KeyIn(BaseModel):
+    """One document key as the kiosk reads it from the MRZ."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    issuing_state: StrictStr = Field(min_length=1, max_length=3, examples=["UTO"])
+    document_type: StrictStr = Field(min_length=1, max_length=2, examples=["P"])
+    document_number: StrictStr = Field(
+        min_length=1, max_length=44, examples=["L898902C3"]
+    )
+
+
+class BatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[KeyIn] = Field(min_length=1, max_length=MAX_BATCH_KEYS)
+
+
+class RecordOut(BaseModel):
+    issuing_state: str
+    document_type: str
+    document_number: str
+    status: str
+    reported_on: str
+    reporting_country: str
+    reference: str
+    issue_date: str | None
+    expiry_date: str | None
+
+
+class AnswerOut(BaseModel):
+    result: str = Field(description="HIT, POSSIBLE or NO_HIT")
+    records: list[RecordOut]
+    data_version: str | None
+    type_mismatch: bool
+    reason: str | None
+    source: str
+    request_id: str | None
+    checked_at: str
+
+
+class BatchOut(BaseModel):
+    request_id: str
+    data_version: str | None
+    answers: list[AnswerOut]
+
+
+class ErrorOut(BaseModel):
+    error: str
+    request_id: str | None
+
+
+class _Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "kiosk_backend_requests",
+            "HTTP requests by endpoint and status code",
+            ["endpoint", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "kiosk_backend_request_seconds",
+            "HTTP request duration in seconds",
+            ["endpoint"],
+            buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1, 5),
+            registry=self.registry,
+        )
+        self.lookups = Counter(
+            "kiosk_backend_lookups",
+            "Document lookups by result",
+            ["result"],
+            registry=self.registry,
+        )
+        self.records = Gauge(
+            "kiosk_backend_records",
+            "Records in the current data version",
+            registry=self.registry,
+        )
+
+
+class _RateLimiter:
+    """Token bucket per terminal."""
+
+    def __init__(self, rate: float, burst: float) -> None:
+        self._rate = rate
+        self._burst = burst
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def take(self, terminal: str) -> float | None:
+        """Take one token; return None, or the seconds to wait before a retry."""
+        now = time.monotonic()
+        with self._lock:
+            tokens, last = self._buckets.get(terminal, (self._burst, now))
+            tokens = min(self._burst, tokens + (now - last) * self._rate)
+            if tokens < 1.0:
+                self._buckets[terminal] = (tokens, now)
+                return (1.0 - tokens) / self._rate
+            self._buckets[terminal] = (tokens - 1.0, now)
+            return None
+
+
+class _ReplayCache:
+    """Answers by (terminal, request id), so a retried request is idempotent."""
+
+    def __init__(self, window_s: float, entries: int) -> None:
+        self._window = window_s
+        self._entries = entries
+        self._data: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> bytes | None:
+        with self._lock:
+            item = self._data.get(key)
+            if item is None or item[0] < time.monotonic():
+                return None
+            return item[1]
+
+    def put(self, key: tuple[str, str], body: bytes) -> None:
+        with self._lock:
+            self._data[key] = (time.monotonic() + self._window, body)
+            self._data.move_to_end(key)
+            while len(self._data) > self._entries:
+                self._data.popitem(last=False)
+
+
+class ApiError(Exception):
+    """An error answered to the client with `status` and a plain message."""
+
+    def __init__(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def hash_api_key(api_key: str) -> str:
+    """Return the stored form of an API key: its SHA-256 in hex.
+
+    Keys are 256-bit random tokens, so a plain hash is enough; there is
+    nothing to guess that a salt or a slow hash would protect.
+    """
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+def _json_response(
+    status: int,
+    payload: object,
+    request_id: str | None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    response = Response(body, status_code=status, media_type="application/json")
+    if headers:
+        response.headers.update(headers)
+    if request_id:
+        response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def _error(
+    status: int,
+    message: str,
+    request_id: str | None,
+    headers: dict[str, str] | None = None,
+) -> Response:
+    return _json_response(
+        status, {"error": message, "request_id": request_id}, request_id, headers
+    )
+
+
+class _GuardMiddleware:
+    """Assigns request ids, caps body size and records metrics.
+
+    A body over the limit is rejected before any handler parses it; bodies
+    without a Content-Length header are counted as they arrive.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body: int, metrics: _Metrics) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        headers = {
+            k.decode("latin-1").lower(): v.decode("latin-1")
+            for k, v in scope["headers"]
+        }
+        incoming = headers.get("x-request-id")
+        request_id = (
+            incoming
+            if incoming and _REQUEST_ID_RE.match(incoming)
+            else uuid.uuid4().hex
+        )
+        scope.setdefault("state", {})["request_id"] = request_id
+        status_holder = {"status": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = int(message["status"])
+                raw = list(message.get("headers", []))
+                if not any(k.lower() == b"x-request-id" for k, _ in raw):
+                    raw.append((b"x-request-id", request_id.encode()))
+                message["headers"] = raw
+            await send(message)
+
+        try:
+            if incoming and not _REQUEST_ID_RE.match(incoming):
+                await _error(
+                    400,
+                    "invalid X-Request-ID header: use 1 to 64 characters A-Z, a-z, "
+                    "0-9, '.', '_' or '-'",
+                    request_id,
+                )(scope, receive, send_with_id)
+                return
+            length = headers.get("content-length")
+            if length is not None and (
+                not length.isdigit() or int(length) > self.max_body
+            ):
+                await self._too_large(scope, receive, send_with_id, request_id)
+                return
+            if scope["method"] in ("POST", "PUT", "PATCH"):
+                body = await self._read_body(receive)
+                if body is None:
+                    await self._too_large(scope, receive, send_with_id, request_id)
+                    return
+                receive = _replay(body)
+            await self.app(scope, receive, send_with_id)
+        finally:
+            route = scope.get("route")
+            endpoint = getattr(route, "path", "other")
+            self.metrics.requests.labels(endpoint, str(status_holder["status"])).inc()
+            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                return None
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+    async def _too_large(
+        self, scope: Scope, receive: Receive, send: Send, request_id: str
+    ) -> None:
+        response = _error(
+            413,
+            f"request body too large: the limit is {self.max_body} bytes; send at "
+            f"most {MAX_BATCH_KEYS} keys per batch",
+            request_id,
+        )
+        await response(scope, receive, send)
+
+
+def _replay(body: bytes) -> Receive:
+    sent = False
+
+    async def receive() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return {"type": "http.disconnect"}
+
+    return receive
+
+
+def _validation_message(
+    exc: RequestValidationError,
+) -> tuple[str, list[dict[str, object]]]:
+    # Pydantic puts the rejected input into each error; that can be a
+    # document number, so only the location and the message go back.
+    details: list[dict[str, object]] = []
+    summary = "invalid request body"
+    for error in exc.errors():
+        location = [str(part) for part in error.get("loc", ()) if part != "body"]
+        message = str(error.get("msg", "invalid value"))
+        details.append({"loc": location, "msg": message})
+        if len(details) == 1:
+            summary = f"invalid request: {'.'.join(location) or 'body'}: {message}"
+    return summary, details
+
+
+def create_app(
+    store: Store,
+    *,
+    audit: AuditLog,
+    settings: ServiceSettings | None = None,
+) -> FastAPI:
+    """Build the service around an open store and audit log."""
+    settings = settings or ServiceSettings()
+    metrics = _Metrics()
+    limiter = _RateLimiter(settings.rate_per_terminal, settings.burst_per_terminal)
+    replays = _ReplayCache(settings.replay_window_s, settings.replay_entries)
+    key_cache: dict[str, tuple[str, float]] = {}
+    key_lock = threading.Lock()
+
+    app = FastAPI(
+        title="Reported travel document lookup",
+        version="1",
+        description=(
+            "Checks document keys against the list of reported stolen and lost "
+            "travel documents. NO_HIT names the data version it came from; any "
+            "error is a 4xx or 5xx status, never a NO_HIT."
+        ),
+    )
+    app.state.store = store
+    app.state.metrics = metrics
+
+    def request_id_of(request: Request) -> str:
+        return str(request.scope.get("state", {}).get("request_id", ""))
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        return _error(exc.status, exc.message, request_id_of(request), exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(
+        request: Request, exc: RequestValidationError
+    ) -> Response:
+        message, details = _validation_message(exc)
+        request_id = request_id_of(request)
+        return _json_response(
+            422,
+            {"error": message, "details": details, "request_id": request_id},
+            request_id,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return _error(exc.status_code, str(exc.detail), request_id_of(request))
+
+    def authenticate(request: Request) -> str:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else ""
+        token = token or request.headers.get("x-api-key", "")
+        if not token:
+            raise ApiError(
+                401,
+                "missing API key: send 'Authorization: Bearer KEY'; create one "
+                "with 'kiosk-backend keys add TERMINAL_ID'",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        key_hash = hash_api_key(token)
+        now = time.monotonic()
+        with key_lock:
+            cached = key_cache.get(key_hash)
+        if cached is not None and cached[1] > now:
+            terminal = cached[0]
+        else:
+            try:
+                found = store.terminal_for_key(key_hash)
+            except StoreError as exc:
+                raise ApiError(503, f"lookup store unavailable: {exc}") from exc
+            if found is None:
+                logger.warning(
+                    "rejected an unknown API key, request %s", request_id_of(request)
+                )
+                raise ApiError(401, "invalid API key", {"WWW-Authenticate": "Bearer"})
+            terminal = found
+            with key_lock:
+                key_cache[key_hash] = (terminal, now + settings.key_cache_s)
+        wait = limiter.take(terminal)
+        if wait is not None:
+            raise ApiError(
+                429,
+                f"rate limit of {settings.rate_per_terminal:g} requests/s for terminal "
+                f"{terminal} exceeded; retry after {wait:.2f} s",
+                {"Retry-After": str(max(1, round(wait)))},
+            )
+        return terminal
+
+    def run_lookup(
+        terminal: str, request_id: str, keys: list[KeyIn]
+    ) -> list[LookupAnswer]:
+        parsed: list[DocumentKey] = []
+        for index, item in enumerate(keys):
+            try:
+                parsed.append(
+                    DocumentKey.create(
+                        item.issuing_state, item.document_type, item.document_number
+                    )
+                )
+            except InvalidRecord as exc:
+                where = f"keys[{index}]: " if len(keys) > 1 else ""
+                raise ApiError(422, f"invalid request: {where}{exc}") from exc
+        try:
+            answers = store.lookup_many(parsed)
+        except StoreError as exc:
+            logger.error(
+                "lookup of %d keys failed for terminal %s, request %s: %s",
+                len(parsed),
+                terminal,
+                request_id,
+                exc,
+            )
+            raise ApiError(
+                503, f"lookup store unavailable, no answer given: {exc}"
+            ) from exc
+        version = answers[0].data_version if answers else None
+        try:
+            audit.record(
+                terminal=terminal,
+                request_id=request_id,
+                data_version=version,
+                queries=[(k, a.result) for k, a in zip(parsed, answers, strict=True)],
+            )
+        except AuditError as exc:
+            logger.error("audit write failed, request %s: %s", request_id, exc)
+            raise ApiError(503, "audit log unavailable, no answer given") from exc
+        for answer in answers:
+            metrics.lookups.labels(answer.result.value).inc()
+        return answers
+
+    def replay_or_none(terminal: str, request_id: str) -> Response | None:
+        body = replays.get((terminal, request_id))
+        if body is None:
+            return None
+        response = Response(body, media_type="application/json")
+        response.headers["X-Request-ID"] = request_id
+        response.headers["X-Idempotent-Replay"] = "true"
+        return response
+
+    def answer_json(answer: LookupAnswer, request_id: str) -> dict[str, object]:
+        data = answer.to_json()
+        data["request_id"] = request_id
+        return data
+
+    error_responses: dict[int | str, dict[str, Any]] = {
+        401: {"model": ErrorOut, "description": "missing or invalid API key"},
+        413: {"model": ErrorOut, "description": "body too large"},
+        422: {"model": ErrorOut, "description": "malformed key"},
+        429: {"model": ErrorOut, "description": "rate limit exceeded"},
+        503: {"model": ErrorOut, "description": "store or audit log unavailable"},
+    }
+
+    @app.post(
+        "/v1/lookup",
+        response_model=None,
+        responses={200: {"model": AnswerOut}, **error_responses},
+        summary="Check one document",
+    )
+    def lookup_one(
+        key: KeyIn, request: Request, terminal: str = Depends(authenticate)
+    ) -> Response:
+        request_id = request_id_of(request)
+        replay = replay_or_none(terminal, request_id)
+        if replay is not None:
+            return replay
+        (answer,) = run_lookup(terminal, request_id, [key])
+        response = _json_response(200, answer_json(answer, request_id), request_id)
+        replays.put((terminal, request_id), bytes(response.body))
+        logger.debug(
+            "request %s terminal %s: %s", request_id, terminal, answer.result.value
+        )
+        return response
+
+    @app.post(
+        "/v1/lookup/batch",
+        response_model=None,
+        responses={200: {"model": BatchOut}, **error_responses},
+        summary=f"Check up to {MAX_BATCH_KEYS} documents in one snapshot",
+    )
+    def lookup_batch(
+        batch: BatchIn, request: Request, terminal: str = Depends(authenticate)
+    ) -> Response:
+        request_id = request_id_of(request)
+        replay = replay_or_none(terminal, request_id)
+        if replay is not None:
+            return replay
+        answers = run_lookup(terminal, request_id, batch.keys)
+        payload = {
+            "request_id": request_id,
+            "data_version": answers[0].data_version,
+            "answers": [answer_json(a, request_id) for a in answers],
+        }
+        response = _json_response(200, payload, request_id)
+        replays.put((terminal, request_id), bytes(response.body))
+        logger.debug(
+            "request %s terminal %s: batch of %d", request_id, terminal, len(answers)
+        )
+        return response
+
+    @app.get(
+        "/v1/changes",
+        responses=error_responses,
+        summary="Change feed for offline copies",
+    )
+    def changes(
+        request: Request,
+        terminal: str = Depends(authenticate),
+        since: Annotated[str | None, Query(max_length=64)] = None,
+        cursor: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=50_000)] = 10_000,
+    ) -> Response:
+        request_id = request_id_of(request)
+        try:
+            page = store.changes_since(since, cursor=cursor, limit=limit)
+        except StoreError as exc:
+            raise ApiError(503, f"lookup store unavailable: {exc}") from exc
+        logger.info(
+            "change feed for terminal %s, request %s: %d added, %d deleted",
+            terminal,
+            request_id,
+            len(page.added),
+            len(page.deleted),
+        )
+        return _json_response(200, page.to_json(), request_id)
+
+    @app.get("/health", summary="Liveness: the process answers")
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get(
+        "/ready",
+        responses={503: {"model": ErrorOut}},
+        summary="Readiness: the store answers",
+    )
+    def ready(request: Request) -> Response:
+        request_id = request_id_of(request)
+        try:
+            store.check()
+            version = store.data_version()
+            count = store.count()
+        except StoreError as exc:
+            return _error(503, f"not ready: {exc}", request_id)
+        metrics.records.set(count)
+        return _json_response(
+            200,
+            {"status": "ready", "data_version": version, "records": count},
+            request_id,
+        )
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    def prometheus_metrics() -> Response:
+        return Response(
+            generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST
+        )
+
+    app.add_middleware(
+        _GuardMiddleware, max_body=settings.max_body_bytes, metrics=metrics
+    )
+    return app

@@ -1,0 +1,273 @@
+"""`kiosk-backend`: serve lookups, import data, add keys, verify the audit log."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import re
+import secrets
+import ssl
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TextIO
+
+from backend.errors import BackendError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_STORE = "sqlite:///var/backend/sltd.sqlite3"
+DEFAULT_AUDIT_LOG = Path("var/backend/audit.jsonl")
+_TERMINAL_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def _store_url(value: str | None) -> str:
+    return value or os.environ.get("KIOSK_BACKEND_STORE") or DEFAULT_STORE
+
+
+class ProgressBar:
+    """Plain-text progress on stderr: percent of bytes, rows and rows per second."""
+
+    def __init__(
+        self, label: str, *, stream: TextIO | None = None, min_interval_s: float = 0.5
+    ) -> None:
+        self.label = label
+        self.stream = stream or sys.stderr
+        self.started = time.monotonic()
+        self.last = 0.0
+        self.min_interval = min_interval_s
+
+    def __call__(self, rows: int, done_bytes: int, total_bytes: int) -> None:
+        now = time.monotonic()
+        final = done_bytes >= total_bytes
+        if not final and now - self.last < self.min_interval:
+            return
+        self.last = now
+        fraction = done_bytes / total_bytes if total_bytes else 1.0
+        filled = int(fraction * 30)
+        rate = rows / max(now - self.started, 1e-9)
+        text = (
+            f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {fraction:6.1%} "
+            f"{rows:,} rows {rate:,.0f} rows/s"
+        )
+        self.stream.write(text + ("\n" if final else ""))
+        self.stream.flush()
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    """Import a CSV file (full or delta) into the store."""
+    from backend.importer import import_csv
+    from backend.store import open_store
+
+    path = Path(args.file)
+    with open_store(_store_url(args.store)) as store:
+        progress = None if args.quiet else ProgressBar(f"import {path.name}")
+        report = import_csv(
+            store,
+            path,
+            delta=args.delta,
+            progress=progress,
+            max_rejected=args.max_rejected,
+        )
+    for line, reason in report.rejected[: args.show_rejected]:
+        print(f"{path}:{line}: rejected: {reason}", file=sys.stderr)
+    hidden = len(report.rejected) - args.show_rejected
+    if hidden > 0:
+        print(f"... and {hidden} more rejected lines", file=sys.stderr)
+    result = report.result
+    print(
+        f"imported {path} ({result.kind}): version {result.version}, "
+        f"{result.added} added, {result.deleted} deleted, "
+        f"{len(report.rejected)} rejected, {result.record_count} records in the store"
+    )
+    return 0
+
+
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    """Create an API key for a terminal, store its hash and print the key once."""
+    from backend.app import hash_api_key
+    from backend.store import open_store
+
+    if not _TERMINAL_RE.match(args.terminal_id):
+        print(
+            f"error: invalid terminal id {args.terminal_id!r}: use 1 to 64 characters "
+            "A-Z, a-z, 0-9, '.', '_' or '-'",
+            file=sys.stderr,
+        )
+        return 2
+    api_key = secrets.token_urlsafe(32)
+    with open_store(_store_url(args.store)) as store:
+        store.add_api_key(args.terminal_id, hash_api_key(api_key))
+    print(api_key)
+    print(
+        f"API key for terminal {args.terminal_id}; it is shown only this once. "
+        "Put it in the kiosk config file or KIOSK_API_KEY.",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    """Check the audit log's chain; exit 1 when an entry was edited or removed."""
+    from backend.audit import load_or_create_key, verify
+
+    log = Path(args.log)
+    key_path = Path(args.key) if args.key else log.with_name(log.name + ".key")
+    if not key_path.exists():
+        print(f"error: audit key {key_path} not found; pass --key", file=sys.stderr)
+        return 2
+    report = verify(log, load_or_create_key(key_path))
+    for problem in report.problems:
+        print(f"{log}: {problem}")
+    if report.ok:
+        print(f"{log}: {report.entries} entries, chain intact")
+        return 0
+    print(f"{log}: {len(report.problems)} problems in {report.entries} entries")
+    return 1
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run the HTTP lookup service until interrupted."""
+    import uvicorn
+
+    from backend.app import ServiceSettings, create_app
+    from backend.audit import AuditLog
+    from backend.store import open_store
+
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("error: --tls-cert and --tls-key go together", file=sys.stderr)
+        return 2
+    if args.tls_client_ca and not args.tls_cert:
+        print("error: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
+        return 2
+    store = open_store(_store_url(args.store))
+    audit = AuditLog.open(Path(args.audit_log), fsync=args.audit_fsync)
+    settings = ServiceSettings(
+        rate_per_terminal=args.rate_limit, burst_per_terminal=args.rate_limit * 2
+    )
+    app = create_app(store, audit=audit, settings=settings)
+    logger.info(
+        "serving on %s:%d (TLS %s)",
+        args.host,
+        args.port,
+        "on" if args.tls_cert else "off",
+    )
+    try:
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level.lower(),
+            access_log=False,
+            ssl_certfile=args.tls_cert,
+            ssl_keyfile=args.tls_key,
+            ssl_ca_certs=args.tls_client_ca,
+            ssl_cert_reqs=ssl.CERT_REQUIRED if args.tls_client_ca else ssl.CERT_NONE,
+        )
+    finally:
+        store.close()
+        audit.close()
+        logger.info("service stopped")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="kiosk-backend",
+        description="Lookup service for reported stolen and lost travel documents.",
+    )
+    parser.add_argument(
+        "--log-level",
+        default=os.environ.get("KIOSK_LOG_LEVEL", "INFO"),
+        help="logging level",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    store_help = (
+        "store URL: sqlite:///PATH or postgresql://USER@HOST:PORT/DB "
+        f"(default: $KIOSK_BACKEND_STORE or {DEFAULT_STORE})"
+    )
+
+    serve = commands.add_parser("serve", help="run the HTTP lookup service")
+    serve.add_argument("--store", help=store_help)
+    serve.add_argument(
+        "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"
+    )
+    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    serve.add_argument("--tls-cert", help="server certificate chain, PEM")
+    serve.add_argument("--tls-key", help="server private key, PEM")
+    serve.add_argument(
+        "--tls-client-ca", help="CA bundle; when set, clients need a certificate"
+    )
+    serve.add_argument(
+        "--audit-log",
+        default=str(DEFAULT_AUDIT_LOG),
+        help="audit log file (key beside it)",
+    )
+    serve.add_argument(
+        "--audit-fsync", action="store_true", help="flush each audit entry to disk"
+    )
+    serve.add_argument(
+        "--rate-limit",
+        type=float,
+        default=200.0,
+        help="requests per second per terminal",
+    )
+    serve.set_defaults(handler=cmd_serve)
+
+    imp = commands.add_parser("import", help="import a CSV file in one transaction")
+    imp.add_argument("file", help="CSV file")
+    imp.add_argument("--store", help=store_help)
+    imp.add_argument("--delta", action="store_true", help="the file has an op column")
+    imp.add_argument(
+        "--max-rejected",
+        type=int,
+        help="abort, keeping the old data, past this many bad lines",
+    )
+    imp.add_argument(
+        "--show-rejected",
+        type=int,
+        default=50,
+        help="rejected lines to print (default 50)",
+    )
+    imp.add_argument("--quiet", action="store_true", help="no progress bar")
+    imp.set_defaults(handler=cmd_import)
+
+    keys = commands.add_parser("keys", help="manage terminal API keys")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    add = keys_commands.add_parser(
+        "add", help="create a key for a terminal and print it once"
+    )
+    add.add_argument("terminal_id", help="terminal id, e.g. GATE-07")
+    add.add_argument("--store", help=store_help)
+    add.set_defaults(handler=cmd_keys_add)
+
+    audit = commands.add_parser("audit", help="audit log tools")
+    audit_commands = audit.add_subparsers(dest="audit_command", required=True)
+    check = audit_commands.add_parser("verify", help="detect edited or removed entries")
+    check.add_argument("--log", default=str(DEFAULT_AUDIT_LOG), help="audit log file")
+    check.add_argument("--key", help="audit key file (default: LOG.key)")
+    check.set_defaults(handler=cmd_audit_verify)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.handler(args)
+    except BackendError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

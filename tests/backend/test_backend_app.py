@@ -1,0 +1,307 @@
+"""HTTP service: lookups, authentication, limits, malformed input, faults."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+
+from backend.app import ServiceSettings, create_app, hash_api_key
+from backend.audit import AuditLog, load_or_create_key, verify
+from backend.importer import import_csv
+from backend.store import Store, open_store
+from backend.store.postgres import PostgresStore
+from tests.backend.conftest import PG_URL
+from tests.backend.helpers import record_line, write_csv
+
+API_KEY = "test-key-terminal-1"
+AUTH = {"Authorization": f"Bearer {API_KEY}"}
+SECRET_NUMBER = "L898902C3"
+
+
+def seed(store: Store, tmp_path: Path) -> str:
+    lines = [
+        record_line("UTO", SECRET_NUMBER),
+        record_line("UTO", "012345", status="lost"),
+    ]
+    report = import_csv(store, write_csv(tmp_path / "seed.csv", lines))
+    store.add_api_key("T-1", hash_api_key(API_KEY))
+    return report.result.version
+
+
+def make_client(
+    store: Store, tmp_path: Path, settings: ServiceSettings | None = None
+) -> TestClient:
+    audit = AuditLog.open(tmp_path / "audit.jsonl")
+    return TestClient(create_app(store, audit=audit, settings=settings))
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def client(sqlite_store: Store, tmp_path: Path) -> Iterator[TestClient]:
+    seed(sqlite_store, tmp_path)
+    with make_client(sqlite_store, tmp_path) as test_client:
+        yield test_client
+
+
+def key_json(number: str = SECRET_NUMBER, state: str = "UTO") -> dict[str, str]:
+    return {"issuing_state": state, "document_type": "P", "document_number": number}
+
+
+def test_hit_returns_record(client: TestClient) -> None:
+    response = client.post("/v1/lookup", json=key_json(), headers=AUTH)
+    assert response.status_code == 200
+    body = response.json()
+    assert body["result"] == "HIT"
+    assert body["records"][0]["status"] == "stolen"
+    assert body["data_version"]
+    assert body["request_id"] == response.headers["X-Request-ID"]
+
+
+def test_no_hit_names_version(client: TestClient) -> None:
+    body = client.post("/v1/lookup", json=key_json("X1234567"), headers=AUTH).json()
+    assert body["result"] == "NO_HIT"
+    assert body["data_version"]
+
+
+def test_folded_is_possible(client: TestClient) -> None:
+    body = client.post("/v1/lookup", json=key_json("12345"), headers=AUTH).json()
+    assert body["result"] == "POSSIBLE"
+
+
+def test_batch_of_thousand(client: TestClient) -> None:
+    keys = [key_json(f"N{i:07d}") for i in range(1000)]
+    keys[999] = key_json()
+    response = client.post("/v1/lookup/batch", json={"keys": keys}, headers=AUTH)
+    assert response.status_code == 200
+    answers = response.json()["answers"]
+    assert len(answers) == 1000
+    assert answers[999]["result"] == "HIT"
+    assert {a["result"] for a in answers[:999]} == {"NO_HIT"}
+
+
+def test_batch_over_limit_rejected(client: TestClient) -> None:
+    keys = [key_json(f"N{i:07d}") for i in range(10_001)]
+    response = client.post("/v1/lookup/batch", json={"keys": keys}, headers=AUTH)
+    assert response.status_code == 422
+    assert "keys" in response.json()["error"]
+
+
+def test_missing_and_wrong_key(client: TestClient) -> None:
+    missing = client.post("/v1/lookup", json=key_json())
+    assert missing.status_code == 401
+    assert "kiosk-backend keys add" in missing.json()["error"]
+    wrong = client.post(
+        "/v1/lookup", json=key_json(), headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status_code == 401
+    assert wrong.json()["error"] == "invalid API key"
+    header = client.post("/v1/lookup", json=key_json(), headers={"X-API-Key": API_KEY})
+    assert header.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("payload", "fragment"),
+    [
+        ({**key_json(), "document_number": 123}, "document_number"),
+        ({**key_json(), "issuing_state": ["UTO"]}, "issuing_state"),
+        ({"issuing_state": "UTO", "document_type": "P"}, "document_number"),
+        ({**key_json(), "extra": "x"}, "extra"),
+        ({**key_json(), "document_number": "L8989ü2C3"}, "invalid document number"),
+        ({**key_json(), "document_number": "1'; DROP TABLE records;--"}, "number"),
+        ({**key_json(), "issuing_state": "U'O"}, "invalid issuing state"),
+        ({**key_json(), "document_type": "%"}, "invalid document type"),
+    ],
+)
+def test_malformed_key_is_422(
+    client: TestClient, payload: dict[str, object], fragment: str
+) -> None:
+    response = client.post("/v1/lookup", json=payload, headers=AUTH)
+    assert response.status_code == 422
+    body = response.json()
+    assert fragment in body["error"]
+    assert "L8989" not in response.text
+    assert "DROP TABLE" not in response.text
+    still = client.post("/v1/lookup", json=key_json(), headers=AUTH)
+    assert still.json()["result"] == "HIT"
+
+
+def test_bad_key_in_batch_named_by_index(client: TestClient) -> None:
+    keys = [key_json(), key_json("AB<>CD"), key_json()]
+    response = client.post("/v1/lookup/batch", json={"keys": keys}, headers=AUTH)
+    assert response.status_code == 422
+    assert response.json()["error"].startswith("invalid request: keys[1]:")
+
+
+def test_invalid_json_is_422(client: TestClient) -> None:
+    response = client.post(
+        "/v1/lookup",
+        content=b"{not json",
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 422
+    assert "JSON" in response.json()["error"]
+
+
+def test_ten_megabyte_body_is_413(client: TestClient) -> None:
+    body = b'{"keys": [' + b" " * (10 * 1024 * 1024) + b"]}"
+    response = client.post(
+        "/v1/lookup/batch",
+        content=body,
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+    assert "too large" in response.json()["error"]
+
+
+def test_chunked_large_body_is_413(client: TestClient) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"keys": ['
+        for _ in range(40):
+            yield b" " * (256 * 1024)
+        yield b"]}"
+
+    response = client.post(
+        "/v1/lookup/batch",
+        content=chunks(),
+        headers={**AUTH, "Content-Type": "application/json"},
+    )
+    assert response.status_code == 413
+
+
+def test_invalid_request_id_is_400(client: TestClient) -> None:
+    response = client.post(
+        "/v1/lookup", json=key_json(), headers={**AUTH, "X-Request-ID": "bad id!"}
+    )
+    assert response.status_code == 400
+    assert "X-Request-ID" in response.json()["error"]
+
+
+def test_retry_with_same_id_is_idempotent(client: TestClient, tmp_path: Path) -> None:
+    headers = {**AUTH, "X-Request-ID": "req-0001"}
+    first = client.post("/v1/lookup", json=key_json(), headers=headers)
+    second = client.post("/v1/lookup", json=key_json(), headers=headers)
+    assert first.status_code == second.status_code == 200
+    assert second.content == first.content
+    assert second.headers["X-Idempotent-Replay"] == "true"
+    lines = (tmp_path / "audit.jsonl").read_text().splitlines()
+    assert sum(json.loads(line)["request_id"] == "req-0001" for line in lines) == 1
+
+
+def test_rate_limit_per_terminal(sqlite_store: Store, tmp_path: Path) -> None:
+    seed(sqlite_store, tmp_path)
+    settings = ServiceSettings(rate_per_terminal=0.5, burst_per_terminal=2)
+    with make_client(sqlite_store, tmp_path, settings) as client:
+        codes = [
+            client.post("/v1/lookup", json=key_json(), headers=AUTH).status_code
+            for _ in range(3)
+        ]
+        assert codes == [200, 200, 429]
+        limited = client.post("/v1/lookup", json=key_json(), headers=AUTH)
+        assert "rate limit" in limited.json()["error"]
+        assert int(limited.headers["Retry-After"]) >= 1
+
+
+def test_health_ready_metrics_openapi(client: TestClient) -> None:
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready").json()
+    assert ready["status"] == "ready"
+    assert ready["records"] == 2
+    client.post("/v1/lookup", json=key_json(), headers=AUTH)
+    metrics = client.get("/metrics").text
+    assert 'kiosk_backend_lookups_total{result="HIT"} 1.0' in metrics
+    assert 'endpoint="/v1/lookup"' in metrics
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/v1/lookup", "/v1/lookup/batch", "/v1/changes"} <= set(paths)
+
+
+def test_ready_fails_without_data(sqlite_store: Store, tmp_path: Path) -> None:
+    with make_client(sqlite_store, tmp_path) as client:
+        response = client.get("/ready")
+        assert response.status_code == 503
+        assert "kiosk-backend import" in response.json()["error"]
+
+
+def test_change_feed_endpoint(client: TestClient) -> None:
+    page = client.get("/v1/changes", headers=AUTH).json()
+    assert page["reset"] is True
+    assert len(page["added"]) == 2
+    later = client.get(
+        "/v1/changes", params={"since": page["version"]}, headers=AUTH
+    ).json()
+    assert later["added"] == []
+    assert later["reset"] is False
+    assert client.get("/v1/changes").status_code == 401
+
+
+def test_sqlite_file_gone_is_503(sqlite_store: Store, tmp_path: Path) -> None:
+    seed(sqlite_store, tmp_path)
+    with make_client(sqlite_store, tmp_path) as client:
+        assert client.post("/v1/lookup", json=key_json(), headers=AUTH).status_code == 200
+        for suffix in ("", "-wal", "-shm"):
+            path = tmp_path / f"store.sqlite3{suffix}"
+            if path.exists():
+                os.remove(path)
+        response = client.post("/v1/lookup", json=key_json("X1"), headers=AUTH)
+        assert response.status_code == 503
+        assert "unavailable" in response.json()["error"]
+        assert "NO_HIT" not in response.text
+        assert client.get("/ready").status_code == 503
+
+
+@pytest.mark.postgres
+def test_postgres_database_gone_is_503(pg_database_url: str, tmp_path: Path) -> None:
+    # A short pool timeout keeps the readiness probe after the drop quick.
+    store = PostgresStore(pg_database_url, timeout=1.0)
+    try:
+        seed(store, tmp_path)
+        with make_client(store, tmp_path) as client:
+            ok = client.post("/v1/lookup", json=key_json(), headers=AUTH)
+            assert ok.json()["result"] == "HIT"
+            name = pg_database_url.rsplit("/", 1)[1]
+            with psycopg.connect(PG_URL, autocommit=True) as admin:
+                admin.execute(f'DROP DATABASE "{name}" WITH (FORCE)')
+            response = client.post("/v1/lookup", json=key_json("X1"), headers=AUTH)
+            assert response.status_code == 503
+            assert "unavailable" in response.json()["error"]
+            assert client.get("/ready").status_code == 503
+    finally:
+        store.close()
+
+
+def test_audit_log_chain_and_privacy(client: TestClient, tmp_path: Path) -> None:
+    for number in (SECRET_NUMBER, "X0000001", "12345"):
+        client.post("/v1/lookup", json=key_json(number), headers=AUTH)
+    log = tmp_path / "audit.jsonl"
+    text = log.read_text()
+    assert SECRET_NUMBER not in text
+    entries = [json.loads(line) for line in text.splitlines()]
+    assert [e["queries"][0][1] for e in entries] == ["HIT", "NO_HIT", "POSSIBLE"]
+    assert {e["terminal"] for e in entries} == {"T-1"}
+    assert all(e["data_version"] for e in entries)
+    report = verify(log, load_or_create_key(tmp_path / "audit.jsonl.key"))
+    assert report.ok, report.problems
+    assert report.entries == 3
+
+
+def test_logs_carry_no_document_number(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.DEBUG):
+        client.post("/v1/lookup", json=key_json(), headers=AUTH)
+        client.post("/v1/lookup/batch", json={"keys": [key_json()]}, headers=AUTH)
+        client.post("/v1/lookup", json=key_json("L8989'02C3"), headers=AUTH)
+    assert caplog.records
+    assert all("L8989" not in record.getMessage() for record in caplog.records)
