@@ -139,6 +139,7 @@ class FolderConfig(DriverConfig):
     watch: str = ""
     # Read the files already in the watched folder at start.
     include_existing: bool = False
+    # Seconds between polls of the watched folder, and between listed files.
     poll_interval_s: float = field(default=0.5, metadata=_range(0.01, 60))
     # A file counts as written when its size and mtime hold still this long.
     stable_s: float = field(default=0.5, metadata=_range(0, 60))
