@@ -33,6 +33,7 @@ from kiosk.reader.segment import (
     extract_band,
     find_lines,
     grid_for,
+    rectify,
     refine_skew,
 )
 
@@ -237,6 +238,8 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
                 best = reading
         if best is not None and best.score > math.log(0.9):
             break
+    if best is not None and best.score >= math.log(MIN_MEAN_P):
+        best = _reread_flat(best)
     timings["recognise"] = time.perf_counter() - mark
 
     if best is None or best.score < math.log(MIN_MEAN_P):
@@ -286,15 +289,15 @@ def _box(reading: _Reading) -> tuple[tuple[float, float], ...]:
         [[x_left, y_top, 1], [x_right, y_top, 1], [x_right, y_bottom, 1], [x_left, y_bottom, 1]]
     )
     frame = pts @ reading.image.to_frame.T
+    frame = frame[:, :2] / frame[:, 2:3]
     return tuple((round(float(x), 1), round(float(y), 1)) for x, y in frame)
 
 
 def _read_band(gray: npt.NDArray[np.uint8], band: Band, turn: float) -> _Reading | None:
     image = refine_skew(extract_band(gray, band, turn))
-    spans = [s for s in find_lines(image.ink)]
+    spans = find_lines(image.ink)
     if len(spans) < 2:
         return None
-    model = default_model()
     # Print above the MRZ or the document's edge below it may be in the band
     # too, so every run of consecutive lines is a candidate.
     options: list[tuple[list[LineSpan], int]] = []
@@ -304,21 +307,40 @@ def _read_band(gray: npt.NDArray[np.uint8], band: Band, turn: float) -> _Reading
         options += [(spans[i : i + 2], 36), (spans[i : i + 2], 44)]
     best: _Reading | None = None
     for chosen, count in options:
-        # MRZ lines share their ends, so one line's occluded or smudged end
-        # is taken from the others.
-        left = min(span.left for span in chosen)
-        right = max(span.right for span in chosen)
-        chosen = [dataclasses.replace(span, left=left, right=right) for span in chosen]
-        geometries = [grid_for(image.ink, span, count) for span in chosen]
-        cells = np.concatenate([cut_cells(image.ink, g) for g in geometries])
-        probs = model.probabilities(cells)
-        score = float(np.log(probs.max(axis=1) + 1e-6).mean())
-        score -= _misalignment(geometries)
-        split = np.split(probs, len(geometries))
-        reading = _Reading(band, turn, image, chosen, geometries, split, score)
+        reading = _classify(band, turn, image, chosen, count)
         if best is None or reading.score > best.score:
             best = reading
     return best
+
+
+def _reread_flat(best: _Reading) -> _Reading:
+    """Read again with perspective removed, using the first pass's glyph
+    grid; keep whichever reading is more confident."""
+    flat = rectify(best.image, best.geometries)
+    flat_spans = find_lines(flat.ink)
+    lines, count = len(best.geometries), best.geometries[0].count
+    for i in range(len(flat_spans) - lines + 1):
+        again = _classify(best.band, best.turn, flat, flat_spans[i : i + lines], count)
+        if again.score > best.score:
+            best = again
+    return best
+
+
+def _classify(
+    band: Band, turn: float, image: BandImage, chosen: list[LineSpan], count: int
+) -> _Reading:
+    # MRZ lines share their ends, so one line's occluded or smudged end is
+    # taken from the others.
+    left = min(span.left for span in chosen)
+    right = max(span.right for span in chosen)
+    chosen = [dataclasses.replace(span, left=left, right=right) for span in chosen]
+    geometries = [grid_for(image.ink, span, count) for span in chosen]
+    cells = np.concatenate([cut_cells(image.ink, g) for g in geometries])
+    probs = default_model().probabilities(cells)
+    score = float(np.log(probs.max(axis=1) + 1e-6).mean())
+    score -= _misalignment(geometries)
+    split = np.split(probs, len(geometries))
+    return _Reading(band, turn, image, chosen, geometries, split, score)
 
 
 def _misalignment(geometries: list[LineGeometry]) -> float:

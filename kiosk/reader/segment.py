@@ -40,7 +40,7 @@ class BandImage:
 
     gray: U8
     ink: FloatArray
-    # 2x3 affine map from band pixels to frame pixels.
+    # 3x3 homography from band pixels to frame pixels.
     to_frame: npt.NDArray[np.float64]
     # 255 where the band pixel comes from inside the frame, 0 outside.
     inside: U8
@@ -91,7 +91,7 @@ def extract_band(gray: U8, band: Band, turn: float) -> BandImage:
     ink = ink_map(upright, TARGET_CAP)
     # Replicated border pixels form streaks that would read as ink.
     ink[cv2.erode(inside, np.ones((5, 5), np.uint8)) == 0] = 0.0
-    return BandImage(upright, ink, to_frame, inside)
+    return BandImage(upright, ink, np.vstack([to_frame, [0.0, 0.0, 1.0]]), inside)
 
 
 def refine_skew(band: BandImage) -> BandImage:
@@ -119,6 +119,39 @@ def refine_skew(band: BandImage) -> BandImage:
     ink = ink_map(gray, TARGET_CAP)
     ink[cv2.erode(inside, np.ones((5, 5), np.uint8)) == 0] = 0.0
     return BandImage(gray, ink, to_frame, inside)
+
+
+def rectify(band: BandImage, geometries: list[LineGeometry]) -> BandImage:
+    """Undo perspective: map the outer glyph centres of the first and last
+    line onto an upright grid with the target pitch and cap height."""
+    first, last = geometries[0], geometries[-1]
+    count = first.count
+    pitch = TARGET_CAP * PITCH_PER_CAP
+    spacing_caps = (last.centre(0)[1] - first.centre(0)[1]) / max(first.cap, 1.0)
+    spacing = spacing_caps / max(len(geometries) - 1, 1) * TARGET_CAP
+    margin = 2.0 * pitch
+    src = np.array(
+        [first.centre(0), first.centre(count - 1), last.centre(0), last.centre(count - 1)],
+        np.float32,
+    )
+    bottom = margin + spacing * (len(geometries) - 1)
+    right = margin + pitch * (count - 1)
+    dst = np.array([[margin, margin], [right, margin], [margin, bottom], [right, bottom]], np.float32)
+    to_band = cv2.getPerspectiveTransform(dst, src)
+    size = (int(right + margin), int(bottom + margin))
+    gray = cv2.warpPerspective(
+        band.gray,
+        to_band,
+        size,
+        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REPLICATE,
+    )
+    inside = cv2.warpPerspective(
+        band.inside, to_band, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    )
+    ink = ink_map(gray, TARGET_CAP)
+    ink[cv2.erode(inside, np.ones((5, 5), np.uint8)) == 0] = 0.0
+    return BandImage(gray, ink, band.to_frame @ to_band, inside)
 
 
 def find_lines(ink: FloatArray) -> list[LineSpan]:
