@@ -1,0 +1,1 @@
+"""The officer's terminal app (Textual): officer, tester and technician screens."""

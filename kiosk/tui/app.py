@@ -1,0 +1,386 @@
+"""The officer's terminal app: `kiosk` with no command starts it.
+
+Every blocking call (image reading, lookups, backend status, driver start
+and stop) runs in a thread worker; the workers report back with messages,
+which Textual delivers on the UI thread.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import numpy.typing as npt
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.message import Message
+from textual.screen import Screen
+
+from backend.records import DocumentKey, LookupAnswer, Result
+from drivers.base import Driver, EventCallback
+from drivers.events import (
+    DeviceState,
+    DriverEvent,
+    ImageCaptured,
+    MrzLinesRead,
+    StatusChanged,
+)
+from kiosk.lookup.base import BackendStatus, LookupClient
+from kiosk.pipeline import ScanOutcome, check_image, check_text
+from kiosk.tui.modals import HitModal, ManualEntryScreen
+from kiosk.tui.officer import HistoryEntry, OfficerScreen, key_of
+from kiosk.tui.present import Verdict, mask_number, verdict_of
+from kiosk.tui.widgets import describe_backend
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+# Builds a started-later driver that reports through the given callback.
+DriverFactory = Callable[[EventCallback], Driver]
+ScanInput = tuple[Literal["text"], list[str]] | tuple[Literal["image"], Any]
+
+LOG_FILE = Path("var") / "kiosk-tui.log"
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class ScanFinished(Message):
+    def __init__(self, outcome: ScanOutcome, queued: bool) -> None:
+        super().__init__()
+        self.outcome = outcome
+        self.queued = queued
+
+
+class DeviceEvent(Message):
+    def __init__(self, driver_name: str, event: DriverEvent) -> None:
+        super().__init__()
+        self.driver_name = driver_name
+        self.event = event
+
+
+class BackendStatusRead(Message):
+    def __init__(self, status: BackendStatus) -> None:
+        super().__init__()
+        self.status = status
+
+
+class LateHit(Message):
+    def __init__(self, key: DocumentKey, answer: LookupAnswer) -> None:
+        super().__init__()
+        self.key = key
+        self.answer = answer
+
+
+class KioskApp(App[int]):
+    """Officer, tester and technician screens over one lookup client."""
+
+    CSS_PATH = Path(__file__).with_name("kiosk.tcss")
+    TITLE = "Border kiosk"
+    DEFAULT_MODE = "officer"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("f2", "show_mode('officer')", "Officer"),
+        Binding("f3", "show_mode('tester')", "Tester"),
+        Binding("f4", "show_mode('technician')", "Technician"),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+    ]
+
+    def __init__(
+        self,
+        client: LookupClient,
+        *,
+        clock: Clock = utc_now,
+        drivers: Sequence[DriverFactory] = (),
+        config_path: Path | None = None,
+        status_interval_s: float = 5.0,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.clock = clock
+        self.config_path = config_path
+        self.status_interval_s = status_interval_s
+        self._driver_factories = list(drivers)
+        self.drivers: list[Driver] = []
+        # Cleared while a HIT waits for acknowledgement, so that sample and
+        # folder feeders hold the next document back.
+        self.ready_for_next = threading.Event()
+        self.ready_for_next.set()
+        self._open_hits = 0
+        self._last_input: tuple[ScanInput, str] | None = None
+        self._stopped = False
+        self.officer = OfficerScreen()
+        self.add_mode("officer", lambda: self.officer)
+
+    # Start and stop.
+
+    def on_mount(self) -> None:
+        self.officer.set_device(self._initial_device_text())
+        self.refresh_backend_status()
+        if self.status_interval_s > 0:
+            self.set_interval(self.status_interval_s, self.refresh_backend_status)
+        for factory in self._driver_factories:
+            driver = factory(self._on_driver_event)
+            self.drivers.append(driver)
+        if self.drivers:
+            self.run_worker(self._start_drivers, thread=True, group="drivers")
+
+    def _initial_device_text(self) -> str:
+        if not self._driver_factories:
+            return "none configured; press m to type the MRZ"
+        return "starting…"
+
+    def _start_drivers(self) -> None:
+        for driver in self.drivers:
+            try:
+                driver.start()
+            except Exception as exc:
+                logger.exception("driver %s failed to start", driver.name)
+                self.post_message(
+                    DeviceEvent(
+                        driver.name,
+                        StatusChanged(DeviceState.ERROR, f"failed to start: {exc}"),
+                    )
+                )
+
+    def _on_driver_event(self, event: DriverEvent) -> None:
+        # Runs on the driver's thread; post_message is thread-safe.
+        name = event.source if isinstance(event, StatusChanged) else "device"
+        self.post_message(DeviceEvent(name or "device", event))
+
+    def stop_everything(self) -> None:
+        """Stop drivers and close the lookup client; safe to call twice."""
+        if self._stopped:
+            return
+        self._stopped = True
+        self.ready_for_next.set()
+        for driver in self.drivers:
+            driver.stop()
+        try:
+            self.client.close()
+        except Exception:
+            logger.exception("closing the lookup client failed")
+        logger.info("kiosk app stopped")
+
+    async def action_quit(self) -> None:
+        self.workers.cancel_all()
+        await asyncio.to_thread(self.stop_everything)
+        self.exit(0)
+
+    def on_unmount(self) -> None:
+        self.stop_everything()
+
+    # Modes and commands.
+
+    def action_show_mode(self, mode: str) -> None:
+        self.switch_mode(mode)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Officer screen", "Scan results and history (F2)", self._officer
+        )
+        yield SystemCommand(
+            "Manual entry", "Type or paste MRZ lines (m)", self.action_manual_entry
+        )
+        yield SystemCommand(
+            "Retry last check", "Check the last document again (r)", self.action_retry
+        )
+        yield SystemCommand(
+            "Refresh lookup status",
+            "Ask the lookup backend for its state now",
+            self.refresh_backend_status,
+        )
+
+    def _officer(self) -> None:
+        self.switch_mode("officer")
+
+    # Backend status.
+
+    def refresh_backend_status(self) -> None:
+        self.run_worker(self._read_status, thread=True, group="status", exclusive=True)
+
+    def _read_status(self) -> None:
+        self.post_message(BackendStatusRead(self.client.status()))
+
+    def on_backend_status_read(self, message: BackendStatusRead) -> None:
+        self.officer.set_backend(describe_backend(message.status))
+
+    # Scans.
+
+    def on_device_event(self, message: DeviceEvent) -> None:
+        event = message.event
+        if isinstance(event, StatusChanged):
+            self.officer.set_device(
+                f"{event.source or message.driver_name}: "
+                f"{event.state.value} ({event.reason})"
+            )
+        elif isinstance(event, MrzLinesRead):
+            self.scan_lines(list(event.lines), source=event.source)
+        elif isinstance(event, ImageCaptured):
+            self.scan_image(event.image, source=event.source)
+
+    def scan_lines(self, lines: list[str], *, source: str) -> None:
+        self._start_scan(("text", lines), source)
+
+    def scan_image(self, image: npt.NDArray[np.uint8] | Path, *, source: str) -> None:
+        self._start_scan(("image", image), source)
+
+    def _start_scan(self, scan_input: ScanInput, source: str) -> None:
+        self._last_input = (scan_input, source)
+        self.officer.show_scanning(source)
+        self.run_worker(
+            partial(self._scan, scan_input, source), thread=True, group="scan"
+        )
+
+    def _scan(self, scan_input: ScanInput, source: str) -> None:
+        today = self.clock().date()
+        if scan_input[0] == "text":
+            outcome = check_text(scan_input[1], self.client, source=source, today=today)
+        else:
+            outcome = check_image(scan_input[1], self.client, source=source)
+        queued = False
+        if outcome.lookup.result is Result.UNKNOWN and outcome.lookup.source != "kiosk":
+            status = self.client.status()
+            queued = status.queued_rechecks > 0
+            self.post_message(BackendStatusRead(status))
+        self.post_message(ScanFinished(outcome, queued))
+
+    def on_scan_finished(self, message: ScanFinished) -> None:
+        self.show_outcome(message.outcome, queued=message.queued)
+
+    def show_outcome(self, outcome: ScanOutcome, *, queued: bool = False) -> None:
+        """Show one finished check on the officer screen and in the history."""
+        key = key_of(outcome)
+        verdict = verdict_of(outcome.lookup)
+        self.officer.show_outcome(outcome, queued=queued)
+        self.officer.add_history(
+            HistoryEntry(
+                scan_id=outcome.scan_id,
+                at=self.clock(),
+                masked=mask_number(key.document_number if key else None),
+                key=key,
+                verdict=verdict,
+                elapsed_ms=outcome.elapsed_ms,
+            )
+        )
+        if verdict is Verdict.HIT:
+            self._raise_hit(outcome.lookup, "HIT: REPORTED DOCUMENT", key)
+
+    def action_retry(self) -> None:
+        if self._last_input is None:
+            self.notify("Nothing to retry yet: scan or type a document first.")
+            return
+        scan_input, source = self._last_input
+        self._start_scan(scan_input, source)
+
+    def action_manual_entry(self) -> None:
+        self.switch_mode("officer")
+        self.push_screen(ManualEntryScreen(), self._manual_entry_done)
+
+    def _manual_entry_done(self, lines: list[str] | None) -> None:
+        if lines:
+            self.scan_lines(lines, source="manual entry")
+
+    # HITs, on time or late.
+
+    def notify_late_hit(self, key: DocumentKey, answer: LookupAnswer) -> None:
+        """Raise a HIT that a re-check found after the officer saw NOT CHECKED.
+
+        Safe to call from any thread.
+        """
+        self.post_message(LateHit(key, answer))
+
+    def on_late_hit(self, message: LateHit) -> None:
+        masked = self.officer.mark_late_hit(message.key, message.answer, self.clock())
+        logger.warning("late HIT from a re-check raised to the officer")
+        self._raise_hit(
+            message.answer, f"LATE HIT from re-check: {masked}", message.key
+        )
+
+    def _raise_hit(
+        self, answer: LookupAnswer, title: str, key: DocumentKey | None
+    ) -> None:
+        self.switch_mode("officer")
+        self._open_hits += 1
+        self.ready_for_next.clear()
+        masked = mask_number(key.document_number if key else None)
+        self.push_screen(
+            HitModal(answer, title=title, masked=masked), self._hit_acknowledged
+        )
+
+    def _hit_acknowledged(self, _: None) -> None:
+        self._open_hits -= 1
+        logger.info("HIT acknowledged by the officer")
+        if self._open_hits == 0:
+            self.ready_for_next.set()
+
+
+def configure_logging(level: str, path: Path = LOG_FILE) -> None:
+    """Send the log to a file, because writing to the terminal would tear the
+    screen."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(getattr(logging, level.upper(), logging.WARNING))
+
+
+def _configured_drivers(config_file: Path | None) -> list[DriverFactory]:
+    from drivers import create_driver
+    from kiosk.config import load_config
+
+    config = load_config(config_file)
+    if not config.drivers:
+        return []
+    section = config.driver()
+
+    def factory(on_event: EventCallback) -> Driver:
+        return create_driver(section, on_event)
+
+    return [factory]
+
+
+def run_app(args: argparse.Namespace) -> int:
+    """Start the terminal app with the command line's lookup and devices."""
+    from kiosk.cli import SAMPLE_IMAGES, open_lookup
+
+    configure_logging(getattr(args, "log_level", "WARNING"))
+    config_file = getattr(args, "config", None)
+    client = open_lookup(args)
+    factories: list[DriverFactory] = []
+    app_ready: list[KioskApp] = []
+    if not getattr(args, "samples", False):
+        factories.extend(_configured_drivers(config_file))
+    else:
+        from kiosk.tui.feeder import SampleFeeder
+
+        images = sorted(
+            p for p in SAMPLE_IMAGES.iterdir() if p.suffix.lower() in {".jpg", ".png"}
+        )
+
+        def feeder(on_event: EventCallback) -> Driver:
+            return SampleFeeder(
+                images, ready=app_ready[0].ready_for_next, on_event=on_event
+            )
+
+        factories.append(feeder)
+    app = KioskApp(client, drivers=factories, config_path=getattr(args, "config", None))
+    app_ready.append(app)
+    logger.info("kiosk app starting with %d device(s)", len(factories))
+    result = app.run()
+    app.stop_everything()
+    return result or 0

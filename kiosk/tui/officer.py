@@ -1,0 +1,216 @@
+"""The officer's screen: waiting state, the answer banner, details, history."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import ClassVar
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Header, Label, Static
+
+from backend.records import DocumentKey, LookupAnswer
+from kiosk.pipeline import ScanOutcome
+from kiosk.tui.present import (
+    Verdict,
+    banner_for,
+    check_labels,
+    field_rows,
+    mask_number,
+    warning_lines,
+)
+from kiosk.tui.widgets import ResultBanner
+
+# Scans kept in the session history; older ones drop off the end.
+HISTORY_LIMIT = 200
+
+
+@dataclass(slots=True)
+class HistoryEntry:
+    scan_id: str
+    at: dt.datetime
+    masked: str
+    key: DocumentKey | None
+    verdict: Verdict
+    elapsed_ms: float | None
+    note: str = ""
+
+
+def key_of(outcome: ScanOutcome) -> DocumentKey | None:
+    """Return the lookup key of a scan, or None when it has no valid one."""
+    report = outcome.report
+    if report is None:
+        return None
+    try:
+        return DocumentKey.create(
+            report.issuing_state, report.document_type, report.document_number
+        )
+    except ValueError:
+        return None
+
+
+class OfficerScreen(Screen[None]):
+    """What the officer at the counter sees and does."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("m", "app.manual_entry", "Manual entry"),
+        Binding("r", "app.retry", "Retry"),
+        Binding("escape", "clear", "Clear"),
+        Binding("h", "focus_history", "History"),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__(id="officer")
+        self.history: list[HistoryEntry] = []
+        self.current: ScanOutcome | None = None
+        self.device_text = "no device"
+        self.backend_text = "checking the lookup backend…"
+
+    def compose(self) -> ComposeResult:
+        yield Header(show_clock=False)
+        yield Static(id="status-bar")
+        yield ResultBanner(id="banner")
+        with Horizontal(id="officer-body"):
+            with VerticalScroll(id="details"):
+                yield Static(id="details-fields")
+                yield Static(id="details-checks")
+                yield Static(id="details-warnings")
+                yield Static(id="details-mrz")
+            with Vertical(id="history-box"):
+                yield Label("Session history", classes="box-title")
+                yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#history", DataTable)
+        table.add_column("Time", key="time")
+        table.add_column("Document", key="document")
+        table.add_column("Result", key="result")
+        table.add_column("ms", key="ms")
+        self._refresh_status_bar()
+        self.show_waiting()
+
+    # Status of the device and the lookup backend.
+
+    def set_device(self, text: str) -> None:
+        self.device_text = text
+        self._refresh_status_bar()
+        if self.current is None:
+            self.show_waiting()
+
+    def set_backend(self, text: str) -> None:
+        self.backend_text = text
+        self._refresh_status_bar()
+        if self.current is None:
+            self.show_waiting()
+
+    def _refresh_status_bar(self) -> None:
+        bar = self.query_one("#status-bar", Static)
+        bar.update(f"Device: {self.device_text}  │  Lookup: {self.backend_text}")
+
+    # The banner and details.
+
+    def show_waiting(self) -> None:
+        self.query_one(ResultBanner).show_waiting(self.device_text, self.backend_text)
+        self._clear_details()
+
+    def show_scanning(self, source: str) -> None:
+        self.query_one(ResultBanner).show_scanning(source)
+
+    def show_outcome(self, outcome: ScanOutcome, *, queued: bool) -> None:
+        self.current = outcome
+        self.query_one(ResultBanner).show_verdict(banner_for(outcome, queued=queued))
+        self._show_details(outcome)
+
+    def action_clear(self) -> None:
+        self.current = None
+        self.show_waiting()
+
+    def action_focus_history(self) -> None:
+        self.query_one("#history", DataTable).focus()
+
+    def _clear_details(self) -> None:
+        for name in ("fields", "checks", "warnings", "mrz"):
+            self.query_one(f"#details-{name}", Static).update("")
+
+    def _show_details(self, outcome: ScanOutcome) -> None:
+        report = outcome.report
+        fields = Table.grid(padding=(0, 2))
+        fields.add_column(style="dim")
+        fields.add_column()
+        if report is not None:
+            for label, value in field_rows(report):
+                fields.add_row(label, value)
+        else:
+            fields.add_row("Document", "no MRZ read")
+        fields.add_row("Time taken", f"{outcome.elapsed_ms:.0f} ms")
+        fields.add_row("Source", outcome.source)
+        self.query_one("#details-fields", Static).update(fields)
+
+        checks = Text("Check digits\n", style="bold")
+        if report is not None:
+            for name, result in check_labels(report):
+                style = "red bold" if "FAILED" in result else ""
+                checks.append(f"  {name}: {result}\n", style=style)
+        else:
+            checks.append("  none: no MRZ read\n")
+        self.query_one("#details-checks", Static).update(checks)
+
+        warnings = warning_lines(outcome)
+        shown = Text("Warnings\n", style="bold")
+        shown.append("\n".join(f"  {w}" for w in warnings) if warnings else "  none")
+        self.query_one("#details-warnings", Static).update(shown)
+
+        mrz = Text("MRZ as read\n", style="bold")
+        if report is not None:
+            mrz.append("\n".join(report.lines), style="reverse")
+        else:
+            mrz.append("  not read")
+        self.query_one("#details-mrz", Static).update(mrz)
+
+    # Session history.
+
+    def add_history(self, entry: HistoryEntry) -> None:
+        self.history.insert(0, entry)
+        del self.history[HISTORY_LIMIT:]
+        self._refresh_history()
+
+    def mark_late_hit(
+        self, key: DocumentKey, answer: LookupAnswer, at: dt.datetime
+    ) -> str:
+        """Record a late HIT in the history and return the masked number."""
+        masked = mask_number(key.document_number)
+        for entry in self.history:
+            if entry.key == key and entry.verdict is not Verdict.HIT:
+                entry.note = f"→ HIT {at:%H:%M}"
+        self.history.insert(
+            0,
+            HistoryEntry(
+                scan_id=answer.request_id or "re-check",
+                at=at,
+                masked=masked,
+                key=key,
+                verdict=Verdict.HIT,
+                elapsed_ms=None,
+                note="late, re-check",
+            ),
+        )
+        self._refresh_history()
+        return masked
+
+    def _refresh_history(self) -> None:
+        table = self.query_one("#history", DataTable)
+        table.clear()
+        for entry in self.history:
+            result = Text(entry.verdict.label)
+            if entry.verdict is Verdict.HIT:
+                result.stylize("bold red")
+            if entry.note:
+                result.append(f" {entry.note}", style="bold")
+            elapsed = "-" if entry.elapsed_ms is None else f"{entry.elapsed_ms:.0f}"
+            table.add_row(f"{entry.at:%H:%M:%S}", entry.masked, result, elapsed)

@@ -1,0 +1,198 @@
+"""What the officer's screens show for one scan, as plain data.
+
+The Textual widgets only lay these values out, so the wording rules (four
+verdicts, each with its own words and glyph; a NO RECORD never called
+"valid"; masked document numbers) are kept here and tested without a
+terminal.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from backend.records import LookupAnswer, Record, Result
+from kiosk.mrz import MrzReport
+from kiosk.pipeline import ScanOutcome
+
+# Characters of a document number left visible in history and on the banner.
+VISIBLE_DIGITS = 3
+
+
+class Verdict(enum.Enum):
+    """The four answers an officer can get, with their banner words and glyph.
+
+    Each glyph has its own shape and each title its own words, so the banner
+    reads the same on a monochrome terminal. The glyphs are single-cell
+    characters in every common terminal font.
+    """
+
+    HIT = ("hit", "✖", "HIT")
+    POSSIBLE = ("possible", "≈", "POSSIBLE MATCH")
+    NO_RECORD = ("no-record", "○", "NO RECORD")
+    NOT_CHECKED = ("not-checked", "?", "NOT CHECKED")
+
+    def __init__(self, css_class: str, glyph: str, title: str) -> None:
+        self.css_class = css_class
+        self.glyph = glyph
+        self.title = title
+
+    @property
+    def label(self) -> str:
+        """Glyph and words, as history rows and notifications show them."""
+        return f"{self.glyph} {self.title}"
+
+
+_VERDICTS = {
+    Result.HIT: Verdict.HIT,
+    Result.POSSIBLE: Verdict.POSSIBLE,
+    Result.NO_HIT: Verdict.NO_RECORD,
+    Result.UNKNOWN: Verdict.NOT_CHECKED,
+}
+
+
+def verdict_of(answer: LookupAnswer) -> Verdict:
+    return _VERDICTS[answer.result]
+
+
+@dataclass(frozen=True, slots=True)
+class BannerView:
+    verdict: Verdict
+    headline: str
+    details: tuple[str, ...]
+
+
+def mask_number(number: str | None) -> str:
+    """Return the document number with all but its last characters hidden.
+
+    The mask has a fixed width so that it does not reveal the length.
+    """
+    if not number:
+        return "-"
+    cleaned = number.replace("<", "")
+    return "•••" + cleaned[-VISIBLE_DIGITS:]
+
+
+def banner_for(outcome: ScanOutcome, *, queued: bool = False) -> BannerView:
+    """Build the banner of one outcome.
+
+    `queued` tells that the lookup client keeps a NOT CHECKED document for a
+    re-check when the link returns, so the banner can promise a late answer.
+    """
+    answer = outcome.lookup
+    verdict = verdict_of(answer)
+    if verdict is Verdict.HIT:
+        details = _hit_details(answer)
+    elif verdict is Verdict.POSSIBLE:
+        details = _possible_details(answer)
+    elif verdict is Verdict.NO_RECORD:
+        details = (
+            "Not on the list of reported stolen or lost documents.",
+            f"Data version {answer.data_version or 'not stated'} ({answer.source}).",
+        )
+    else:
+        details = _not_checked_details(outcome, queued=queued)
+    return BannerView(verdict, f"{verdict.glyph}  {verdict.title}", details)
+
+
+def _hit_details(answer: LookupAnswer) -> tuple[str, ...]:
+    rows = ["Reported document: hold it and follow the procedure."]
+    for record in answer.records:
+        rows.append(
+            f"{record_status(record)}, reported {record.reported_on.isoformat()} "
+            f"by {record.reporting_country}, reference {record.reference}."
+        )
+    if answer.type_mismatch:
+        rows.append("The record's document type differs from the scanned one.")
+    return tuple(rows)
+
+
+def _possible_details(answer: LookupAnswer) -> tuple[str, ...]:
+    count = len(answer.records)
+    noun = "record is" if count == 1 else "records are"
+    return (
+        f"{count} similar {noun} on the list (O/0, I/1 or leading zeros differ).",
+        "Verify the document number against the record before you act.",
+    )
+
+
+def _not_checked_details(outcome: ScanOutcome, *, queued: bool) -> tuple[str, ...]:
+    reason = outcome.lookup.reason or outcome.error or "no reason given"
+    rows = [f"Why: {_strip_prefix(reason)}.".replace("..", ".")]
+    rows.append("The list was not searched: press r to retry, or rescan.")
+    if queued:
+        rows.append("Queued for re-check: a late HIT will be raised here.")
+    return tuple(rows)
+
+
+def _strip_prefix(reason: str) -> str:
+    prefix = "not checked: "
+    return reason[len(prefix) :] if reason.startswith(prefix) else reason
+
+
+def record_status(record: Record) -> str:
+    return record.status.value.replace("_", " ").capitalize()
+
+
+def record_rows(record: Record) -> list[tuple[str, str]]:
+    """Return every field of a reported record as (label, value) rows."""
+    return [
+        ("Status", record_status(record)),
+        ("Issuing state", record.issuing_state),
+        ("Document type", record.document_type),
+        ("Document number", record.document_number),
+        ("Reported on", record.reported_on.isoformat()),
+        ("Reporting country", record.reporting_country),
+        ("Reference", record.reference),
+        ("Issue date", record.issue_date.isoformat() if record.issue_date else "-"),
+        (
+            "Expiry date",
+            record.expiry_date.isoformat() if record.expiry_date else "-",
+        ),
+    ]
+
+
+def field_rows(report: MrzReport) -> list[tuple[str, str]]:
+    """Return the parsed fields as (label, value) rows, invalid ones marked."""
+
+    def mark(name: str, value: str) -> str:
+        return f"{value}  (invalid)" if name in report.invalid_fields else value
+
+    born = report.birth_date.isoformat() if report.birth_date else "-"
+    expires = report.expiry_date.isoformat() if report.expiry_date else "-"
+    return [
+        ("Format", report.format.value),
+        ("Document type", report.document_type),
+        ("Issuing state", mark("issuing_state", report.issuing_state)),
+        ("Document number", mark("document_number", report.document_number)),
+        ("Surname", report.surname or "-"),
+        ("Given names", report.given_names or "-"),
+        ("Nationality", mark("nationality", report.nationality or "-")),
+        ("Date of birth", mark("birth_date", born)),
+        ("Sex", report.sex or "unspecified"),
+        ("Expiry date", mark("expiry_date", expires)),
+    ]
+
+
+def check_labels(report: MrzReport) -> list[tuple[str, str]]:
+    """Return each check digit with "✓ ok" or "✗ FAILED"."""
+    return [
+        (name.replace("_", " "), "✓ ok" if passed else "✗ FAILED")
+        for name, passed in report.checks.items()
+    ]
+
+
+def warning_lines(outcome: ScanOutcome) -> list[str]:
+    """Return the warnings and reading problems an officer must notice."""
+    rows: list[str] = []
+    report = outcome.report
+    if report is not None:
+        rows.extend(f"⚠ {warning.message}" for warning in report.warnings)
+        rows.extend(f"⚠ {error.message}" for error in report.errors)
+    repair = outcome.repair
+    if repair is not None and repair.corrections:
+        count = len(repair.corrections)
+        rows.append(f"• {count} character(s) corrected by the check digits")
+    if outcome.error:
+        rows.append(f"⚠ {outcome.error}")
+    return rows

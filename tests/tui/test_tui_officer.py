@@ -1,0 +1,198 @@
+"""Officer flows through Pilot: HIT, NO RECORD, backend down, manual entry."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from textual import events
+from textual.widgets import DataTable, TextArea
+
+from kiosk.tui.app import KioskApp
+from kiosk.tui.modals import HitModal, ManualEntryScreen
+from kiosk.tui.widgets import ResultBanner
+from tests.tui.conftest import (
+    SIMILAR_NUMBER,
+    STOLEN_NUMBER,
+    MemoryLookup,
+    frozen_clock,
+    passport,
+)
+
+SIZE = (100, 32)
+
+
+class BellCountingApp(KioskApp):
+    def __init__(self, client: MemoryLookup) -> None:
+        super().__init__(client, clock=frozen_clock, status_interval_s=0)
+        self.bells = 0
+
+    def bell(self) -> None:
+        self.bells += 1
+
+
+def banner_text(app: KioskApp) -> str:
+    return str(app.officer.query_one(ResultBanner).render())
+
+
+def history_rows(app: KioskApp) -> list[list[str]]:
+    table = app.officer.query_one("#history", DataTable)
+    return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+async def settle(app: KioskApp, pilot: object) -> None:
+    await app.workers.wait_for_complete()
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def test_hit_needs_acknowledgement(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        app.scan_lines(passport(STOLEN_NUMBER), source="test reader")
+        await settle(app, pilot)
+
+        assert isinstance(app.screen, HitModal)
+        assert app.bells == 1
+        assert not app.ready_for_next.is_set()
+        # Escape must not close a HIT.
+        await pilot.press("escape")
+        assert isinstance(app.screen, HitModal)
+        record = app.screen.query_one("#hit-record", DataTable)
+        values = [str(record.get_row_at(i)[1]) for i in range(record.row_count)]
+        assert "Stolen" in values
+        assert "TEST-2025-00042" in values
+
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, HitModal)
+        assert app.ready_for_next.is_set()
+        assert "HIT" in banner_text(app)
+        rows = history_rows(app)
+        assert rows[0][1] == "•••2C3"
+        assert rows[0][2].startswith("✖ HIT")
+        assert STOLEN_NUMBER not in str(rows)
+
+
+async def test_no_record_shows_data_version(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        app.scan_lines(passport("C01X00T47"), source="test reader")
+        await settle(app, pilot)
+
+        text = banner_text(app)
+        assert "○  NO RECORD" in text
+        assert "7-20261204T060000Z" in text
+        assert not re.search(r"\bvalid\b", text, re.IGNORECASE)
+        assert app.bells == 0
+        assert not isinstance(app.screen, HitModal)
+        assert history_rows(app)[0][2] == "○ NO RECORD"
+
+
+async def test_possible_match_asks_to_verify(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        app.scan_lines(passport(SIMILAR_NUMBER), source="test reader")
+        await settle(app, pilot)
+
+        text = banner_text(app)
+        assert "≈  POSSIBLE MATCH" in text
+        assert "Verify" in text
+        assert not isinstance(app.screen, HitModal)
+
+
+async def test_backend_down_then_late_hit(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        client.online = False
+        app.scan_lines(passport(STOLEN_NUMBER), source="test reader")
+        await settle(app, pilot)
+
+        text = banner_text(app)
+        assert "?  NOT CHECKED" in text
+        assert "connection refused" in text
+        assert "Queued for re-check" in text
+        assert "NO RECORD" not in text
+        assert not isinstance(app.screen, HitModal)
+        assert "UNREACHABLE" in str(app.officer.query_one("#status-bar").render())
+
+        # The link returns; the queue re-checks from its own thread.
+        client.online = True
+        late = client.recheck()
+        thread = threading.Thread(target=lambda: app.notify_late_hit(*late[0]))
+        thread.start()
+        thread.join()
+        await pilot.pause()
+
+        assert isinstance(app.screen, HitModal)
+        assert "LATE HIT" in app.screen.heading
+        assert app.bells == 1
+        rows = history_rows(app)
+        assert rows[0][2].startswith("✖ HIT late")
+        assert "→ HIT 09:30" in rows[1][2]
+        await pilot.press("enter")
+        assert not isinstance(app.screen, HitModal)
+
+
+async def test_retry_after_not_checked(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        client.online = False
+        app.scan_lines(passport("C01X00T47"), source="test reader")
+        await settle(app, pilot)
+        assert "NOT CHECKED" in banner_text(app)
+
+        client.online = True
+        await pilot.press("r")
+        await settle(app, pilot)
+        assert "NO RECORD" in banner_text(app)
+        assert len(history_rows(app)) == 2
+
+
+async def test_manual_entry_validates_and_checks(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    lines = passport("C01X00T47")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("m")
+        assert isinstance(app.screen, ManualEntryScreen)
+        entry = app.screen
+        area = entry.query_one("#entry-text", TextArea)
+
+        # A wrong check digit shows up while the second line is typed.
+        wrong = lines[1][:9] + str((int(lines[1][9]) + 1) % 10)
+        app.post_message(events.Paste(lines[0] + "\n" + wrong))
+        await pilot.pause()
+        feedback = str(entry.query_one("#entry-feedback").render())
+        assert "line 1: 44/44" in feedback
+        assert "✗ document number FAILED" in feedback
+
+        area.clear()
+        app.post_message(events.Paste("\n".join(lines)))
+        await pilot.pause()
+        feedback = str(entry.query_one("#entry-feedback").render())
+        assert "✓ document number ok" in feedback
+        assert "Complete" in feedback
+        # A keyboard-wedge reader ends with Enter, which submits the entry.
+        await pilot.press("enter")
+        await settle(app, pilot)
+
+        assert not isinstance(app.screen, ManualEntryScreen)
+        assert "NO RECORD" in banner_text(app)
+        assert history_rows(app)[0][1] == "•••T47"
+
+
+async def test_manual_entry_cancel(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("m")
+        await pilot.press("escape")
+        assert not isinstance(app.screen, ManualEntryScreen)
+        assert history_rows(app) == []
+        assert "READY" in banner_text(app)
+
+
+async def test_quit_closes_client(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert client.closed
