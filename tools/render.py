@@ -831,6 +831,41 @@ def _weighted(rng: random.Random, choices: Sequence[tuple[Any, float]]) -> Any:
     return rng.choices(values, weights=weights, k=1)[0]
 
 
+@dataclass(frozen=True, slots=True)
+class CasePlan:
+    """What case `index` of a rendered set contains, before any drawing."""
+
+    index: int
+    fmt: str
+    level: DamageLevel
+    damage: Damage
+    fields: Any
+    rng: random.Random = field(repr=False, compare=False)
+
+
+def plan_case(
+    seed: int,
+    index: int,
+    *,
+    formats: Sequence[str] = FORMATS,
+    levels: Sequence[tuple[DamageLevel, float]] = SET_LEVELS,
+    turn_cycle: Sequence[int] = SET_TURN_CYCLE,
+) -> CasePlan:
+    """Choose the format, damage and invented fields of case `index`.
+
+    The returned `rng` continues the case's random stream for the drawing.
+    """
+    from kiosk import mrz
+
+    rng = random.Random(f"render-set:{seed}:{index}")
+    fmt = formats[index % len(formats)]
+    level: DamageLevel = _weighted(rng, levels)
+    turns = turn_cycle[(index // len(formats)) % len(turn_cycle)]
+    damage = Damage.sample(rng, level, quarter_turns=turns)
+    fields = mrz.random_fields(rng, fmt)
+    return CasePlan(index, fmt, level, damage, fields, rng)
+
+
 def render_set(
     seed: int,
     count: int,
@@ -838,21 +873,24 @@ def render_set(
     formats: Sequence[str] = FORMATS,
     levels: Sequence[tuple[DamageLevel, float]] = SET_LEVELS,
     turn_cycle: Sequence[int] = SET_TURN_CYCLE,
+    apply_jpeg: bool = True,
 ) -> Iterator[Case]:
     """Yield `count` rendered cases cycling through `formats`, with mixed damage.
 
     Case `i` depends only on (`seed`, `i`), so a prefix of a larger set is the
-    same as a smaller set with the same seed.
+    same as a smaller set with the same seed. With `apply_jpeg` false the
+    images skip the JPEG step, so the caller can encode them once at
+    `truth["damage"]["jpeg_quality"]` as a camera would.
     """
-    from kiosk import mrz
-
     for index in range(count):
-        rng = random.Random(f"render-set:{seed}:{index}")
-        fmt = formats[index % len(formats)]
-        level: DamageLevel = _weighted(rng, levels)
-        turns = turn_cycle[(index // len(formats)) % len(turn_cycle)]
-        damage = Damage.sample(rng, level, quarter_turns=turns)
-        fields = mrz.random_fields(rng, fmt)
-        image, truth = render_document(fields, rng, damage)
-        truth["level"] = level
-        yield Case(f"{seed}-{index:04d}-{fmt.lower()}-{level}", image, truth)
+        plan = plan_case(
+            seed, index, formats=formats, levels=levels, turn_cycle=turn_cycle
+        )
+        damage = plan.damage
+        if not apply_jpeg:
+            damage = dataclasses.replace(damage, jpeg_quality=None)
+        image, truth = render_document(plan.fields, plan.rng, damage)
+        truth["damage"]["jpeg_quality"] = plan.damage.jpeg_quality
+        truth["level"] = plan.level
+        name = f"{seed}-{index:04d}-{plan.fmt.lower()}-{plan.level}"
+        yield Case(name, image, truth)
