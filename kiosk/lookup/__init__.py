@@ -1,5 +1,56 @@
 """Clients that check a document against the list of reported documents."""
 
-from kiosk.lookup.base import BackendState, BackendStatus, LookupClient
+from __future__ import annotations
 
-__all__ = ["BackendState", "BackendStatus", "LookupClient"]
+import datetime as dt
+from pathlib import Path
+
+from kiosk.lookup.base import BackendState, BackendStatus, LookupClient
+from kiosk.lookup.queue import LateHitCallback
+
+__all__ = ["BackendState", "BackendStatus", "LookupClient", "open_client"]
+
+
+def open_client(
+    backend_url: str | None,
+    *,
+    api_key: str | None,
+    embedded_path: Path,
+    seed_csv: Path | None,
+    offline_max_age: dt.timedelta = dt.timedelta(hours=24),
+    on_late_hit: LateHitCallback | None = None,
+    timeout_s: float = 2.0,
+    retries: int = 2,
+    tls_verify: bool | str = True,
+    client_cert: tuple[str, str] | None = None,
+) -> LookupClient:
+    """Return the embedded client when `backend_url` is None, else the online one.
+
+    The online client keeps its offline copy and recheck queue beside
+    `embedded_path` (`offline.sqlite3` and `rechecks.sqlite3`). Call
+    `maintain()` or `start()` on it to sync the copy and drain the queue.
+    """
+    if backend_url is None:
+        from kiosk.lookup.embedded import EmbeddedLookup
+
+        return EmbeddedLookup(embedded_path, seed_csv=seed_csv)
+
+    from kiosk.lookup.http import HttpLookup
+    from kiosk.lookup.offline import OfflineCopy
+    from kiosk.lookup.queue import RecheckQueue
+    from kiosk.lookup.resilient import ResilientLookup
+
+    folder = embedded_path.parent
+    online = HttpLookup(
+        backend_url,
+        api_key=api_key,
+        timeout_s=timeout_s,
+        retries=retries,
+        verify=tls_verify,
+        client_cert=client_cert,
+    )
+    return ResilientLookup(
+        online,
+        offline=OfflineCopy(folder / "offline.sqlite3", max_age=offline_max_age),
+        queue=RecheckQueue(folder / "rechecks.sqlite3", on_late_hit=on_late_hit),
+    )

@@ -1,0 +1,173 @@
+"""Store-and-forward queue of checks that were not answered online.
+
+A check answered from the offline copy, or left UNKNOWN, is written to a
+SQLite file before the kiosk moves on, and checked again online when the
+link returns. A HIT or POSSIBLE found late goes to the `on_late_hit`
+callback, which must alert the officer.
+
+The file holds document keys, which are personal data: it is created with
+mode 0600 and a row is deleted once its recheck has an online answer.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from backend.records import DocumentKey, LookupAnswer, Result
+from kiosk.errors import LookupFailed
+from kiosk.lookup.base import LookupClient
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedCheck:
+    """A check waiting for an online answer."""
+
+    id: int
+    key: DocumentKey
+    queued_at: dt.datetime
+    reason: str
+    first_result: Result
+    attempts: int
+
+
+LateHitCallback = Callable[[QueuedCheck, LookupAnswer], None]
+
+
+class RecheckQueue:
+    """Durable queue; safe to use from several threads of one process."""
+
+    def __init__(
+        self, path: Path, *, on_late_hit: LateHitCallback | None = None
+    ) -> None:
+        self.path = path
+        self.on_late_hit = on_late_hit
+        self._lock = threading.Lock()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if not path.exists():
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))
+        try:
+            self._conn = sqlite3.connect(path, timeout=10.0, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a queued check survives a power loss, not only a kill.
+            self._conn.execute("PRAGMA synchronous=FULL")
+            with self._conn:
+                self._conn.execute(
+                    """CREATE TABLE IF NOT EXISTS rechecks (
+                        id INTEGER PRIMARY KEY,
+                        issuing_state TEXT NOT NULL,
+                        document_type TEXT NOT NULL,
+                        document_number TEXT NOT NULL,
+                        queued_at TEXT NOT NULL,
+                        reason TEXT NOT NULL,
+                        first_result TEXT NOT NULL,
+                        attempts INTEGER NOT NULL DEFAULT 0,
+                        last_error TEXT
+                    )"""
+                )
+        except sqlite3.Error as exc:
+            raise LookupFailed(f"cannot open the recheck queue {path}: {exc}") from exc
+
+    def enqueue(self, key: DocumentKey, answer: LookupAnswer) -> int:
+        """Queue a key for an online recheck; return its queue id once on disk."""
+        reason = answer.reason or f"answered {answer.result.value} by {answer.source}"
+        with self._lock:
+            try:
+                with self._conn:
+                    cursor = self._conn.execute(
+                        "INSERT INTO rechecks (issuing_state, document_type,"
+                        " document_number, queued_at, reason, first_result)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            key.issuing_state,
+                            key.document_type,
+                            key.document_number,
+                            dt.datetime.now(dt.UTC).isoformat(),
+                            reason,
+                            answer.result.value,
+                        ),
+                    )
+            except sqlite3.Error as exc:
+                raise LookupFailed(
+                    f"cannot queue a recheck in {self.path}: {exc}"
+                ) from exc
+        queue_id = int(cursor.lastrowid or 0)
+        logger.info("queued recheck %d (%s)", queue_id, answer.result.value)
+        return queue_id
+
+    def pending(self) -> list[QueuedCheck]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, issuing_state, document_type, document_number, queued_at,"
+                " reason, first_result, attempts FROM rechecks ORDER BY id"
+            ).fetchall()
+        return [
+            QueuedCheck(
+                id=int(row[0]),
+                key=DocumentKey(row[1], row[2], row[3]),
+                queued_at=dt.datetime.fromisoformat(row[4]),
+                reason=str(row[5]),
+                first_result=Result(row[6]),
+                attempts=int(row[7]),
+            )
+            for row in rows
+        ]
+
+    def __len__(self) -> int:
+        with self._lock:
+            row = self._conn.execute("SELECT count(*) FROM rechecks").fetchone()
+        return int(row[0])
+
+    def drain(self, online: LookupClient, *, batch: int = 500) -> int:
+        """Recheck queued keys online; return how many got an answer.
+
+        Checks that are still UNKNOWN stay queued with one more attempt. A
+        check is removed only after the late-hit callback returned, so a
+        crash in between reports the hit again rather than never.
+        """
+        checks = self.pending()[:batch]
+        if not checks:
+            return 0
+        answers = online.lookup_many([check.key for check in checks])
+        answered = 0
+        for check, answer in zip(checks, answers, strict=True):
+            if answer.result is Result.UNKNOWN:
+                self._note_failure(check, answer.reason or "UNKNOWN")
+                continue
+            if answer.result in (Result.HIT, Result.POSSIBLE):
+                logger.warning(
+                    "late %s on recheck %d queued at %s",
+                    answer.result.value,
+                    check.id,
+                    check.queued_at.isoformat(),
+                )
+                if self.on_late_hit is not None:
+                    self.on_late_hit(check, answer)
+            self._remove(check.id)
+            answered += 1
+        logger.info("rechecked %d of %d queued checks", answered, len(checks))
+        return answered
+
+    def _note_failure(self, check: QueuedCheck, reason: str) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "UPDATE rechecks SET attempts = attempts + 1, last_error = ?"
+                " WHERE id = ?",
+                (reason[:200], check.id),
+            )
+
+    def _remove(self, queue_id: int) -> None:
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM rechecks WHERE id = ?", (queue_id,))
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()

@@ -1,0 +1,134 @@
+"""Online lookup with an offline copy and a recheck queue behind it.
+
+Order of answers for one key: the service; when that gives UNKNOWN, the
+offline copy (whose stale NO_HIT is itself UNKNOWN). Whatever was not
+answered by the service is queued for an online recheck, and `maintain()`
+(called by a timer, or the background thread from `start()`) syncs the
+offline copy and drains the queue while the link is up.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+
+from backend.records import DocumentKey, LookupAnswer, Result
+from kiosk.errors import LookupFailed
+from kiosk.lookup.base import BackendState, BackendStatus
+from kiosk.lookup.http import HttpLookup
+from kiosk.lookup.offline import OfflineCopy
+from kiosk.lookup.queue import RecheckQueue
+
+logger = logging.getLogger(__name__)
+
+
+class ResilientLookup:
+    """LookupClient combining HttpLookup, an OfflineCopy and a RecheckQueue."""
+
+    def __init__(
+        self,
+        online: HttpLookup,
+        *,
+        offline: OfflineCopy | None = None,
+        queue: RecheckQueue | None = None,
+    ) -> None:
+        self.online = online
+        self.offline = offline
+        self.queue = queue
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._online_ok: bool | None = None
+
+    def lookup(self, key: DocumentKey) -> LookupAnswer:
+        return self.lookup_many([key])[0]
+
+    def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
+        answers = self.online.lookup_many(keys)
+        missing = [i for i, a in enumerate(answers) if a.result is Result.UNKNOWN]
+        self._online_ok = not missing
+        if not missing:
+            return answers
+        if self.offline is not None:
+            fallback = self.offline.lookup_many([keys[i] for i in missing])
+            for index, answer in zip(missing, fallback, strict=True):
+                if answer.result is not Result.UNKNOWN:
+                    answers[index] = answer
+                else:
+                    answers[index] = _join_reasons(answers[index], answer)
+        for index in missing:
+            self._enqueue(keys[index], answers[index])
+        return answers
+
+    def _enqueue(self, key: DocumentKey, answer: LookupAnswer) -> None:
+        if self.queue is None:
+            return
+        try:
+            self.queue.enqueue(key, answer)
+        except LookupFailed as exc:
+            # The answer is still shown (UNKNOWN or offline); only the later
+            # recheck is lost, so this is logged loudly rather than raised.
+            logger.error("recheck could not be queued: %s", exc)
+
+    def maintain(self) -> None:
+        """Sync the offline copy and drain the recheck queue, if online."""
+        if self.offline is not None:
+            try:
+                self.offline.sync(self.online)
+                self._online_ok = True
+            except LookupFailed as exc:
+                logger.warning("offline copy sync failed: %s", exc)
+                self._online_ok = False
+                return
+        if self.queue is not None and len(self.queue):
+            self.queue.drain(self.online)
+
+    def start(self, interval_s: float = 60.0) -> None:
+        """Run `maintain()` every `interval_s` seconds in a daemon thread."""
+        if self._thread is not None:
+            return
+
+        def loop() -> None:
+            while not self._stop.wait(interval_s):
+                try:
+                    self.maintain()
+                except Exception:
+                    logger.exception("lookup maintenance failed")
+
+        self._thread = threading.Thread(
+            target=loop, name="lookup-maintenance", daemon=True
+        )
+        self._thread.start()
+
+    def status(self) -> BackendStatus:
+        queued = len(self.queue) if self.queue is not None else 0
+        online = self.online.status()
+        if online.state is BackendState.ONLINE:
+            age = self.offline.age() if self.offline is not None else None
+            return BackendStatus(
+                online.state, online.data_version, online.description, age, queued
+            )
+        if self.offline is not None:
+            copy = self.offline.status()
+            description = f"{online.description}; {copy.description}"
+            return BackendStatus(
+                copy.state, copy.data_version, description, copy.data_age, queued
+            )
+        return BackendStatus(online.state, None, online.description, None, queued)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self.online.close()
+        if self.offline is not None:
+            self.offline.close()
+        if self.queue is not None:
+            self.queue.close()
+
+
+def _join_reasons(online: LookupAnswer, offline: LookupAnswer) -> LookupAnswer:
+    import dataclasses
+
+    reason = f"{online.reason}; {offline.reason}"
+    return dataclasses.replace(online, reason=reason)
