@@ -70,7 +70,7 @@ UTO_SPECIMEN: Final = (
 class FixtureSpec:
     """One sample image: its content, damage and expected lookup result.
 
-    `lookup` is what the bundled list answers for the document: a HIT record
+    `lookup` is what the bundled list returns for the document: a HIT record
     with `status`, a POSSIBLE record whose number differs only by O/0 or I/1,
     or NO_HIT.
     """
@@ -274,8 +274,8 @@ def build_sample_rows(documents: Sequence[dict[str, Any]]) -> list[list[str]]:
 
     `documents` are fixture truth entries with a `lookup` expectation. Random
     records are drawn so that none of them matches any fixture, exactly or
-    after folding; a ValueError is raised if the intended matches would not
-    give the expected results.
+    after folding. Raises ValueError when a POSSIBLE fixture has no 0 or 1
+    in its number to confuse.
     """
     rng = random.Random("sltd-sample")
     taken_folded = {
@@ -333,7 +333,7 @@ def build_sample_rows(documents: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 
 def _confusable(number: str) -> str:
-    """Swap the last 0 for O, or else the last 1 for I: the same number to a clerk."""
+    """Replace the last 0 with O, or else the last 1 with I, as a clerk might."""
     for digit, letter in (("0", "O"), ("1", "I")):
         position = number.rfind(digit)
         if position >= 0:

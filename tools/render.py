@@ -442,18 +442,15 @@ def draw_document(
     value_font = _label_font(_mm(2.6))
     row_height = _mm(6.4)
     column_width = _mm(34.0)
-    columns = max(
-        1,
-        (
-            face_box[0] - text_left
-            if layout.side == "back"
-            else width - margin - text_left
-        )
-        // column_width,
-    )
+    if layout.side == "back":
+        text_width = face_box[0] - text_left
+    else:
+        text_width = width - margin - text_left
+    columns = max(1, text_width // column_width)
     values = _visual_values(fmt, lines, fields)
     for index, (label, value) in enumerate(values):
         column, row = index % columns, index // columns
+        # On a front side the names take the first two full rows.
         if layout.side == "front" and index < 2:
             column, row = 0, index
         elif layout.side == "front":
@@ -514,6 +511,15 @@ def _ocrb_cap_ratio() -> float:
 # The camera
 
 
+def _random_words(rng: random.Random) -> str:
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    words = []
+    for _ in range(rng.randint(2, 6)):
+        length = rng.randint(2, 8)
+        words.append("".join(rng.choice(letters) for _ in range(length)))
+    return " ".join(words)
+
+
 def _clutter(rng: random.Random, width: int, height: int, enabled: bool) -> FloatImage:
     """Desk-like frame background with papers, strokes and stray print."""
     grey = rng.uniform(50, 190)
@@ -524,6 +530,7 @@ def _clutter(rng: random.Random, width: int, height: int, enabled: bool) -> Floa
     frame += ramp * rng.uniform(-1.0, 1.0)
     if not enabled:
         return frame
+
     canvas = np.clip(frame, 0, 255).astype(np.uint8)
     for _ in range(rng.randint(2, 6)):
         # Papers and folders: mostly pale, desaturated tones.
@@ -533,28 +540,20 @@ def _clutter(rng: random.Random, width: int, height: int, enabled: bool) -> Floa
         size = (rng.uniform(0.2, 0.7) * width, rng.uniform(0.2, 0.7) * height)
         box = cv2.boxPoints((centre, size, rng.uniform(0, 90))).astype(np.int32)
         cv2.fillConvexPoly(canvas, box, colour, cv2.LINE_AA)
+
     for _ in range(rng.randint(3, 10)):
         colour = tuple(rng.randint(0, 120) for _ in range(3))
         start = (rng.randint(0, width), rng.randint(0, height))
         end = (rng.randint(0, width), rng.randint(0, height))
         cv2.line(canvas, start, end, colour, rng.randint(1, 4), cv2.LINE_AA)
+
     pil = Image.fromarray(canvas[:, :, ::-1])
     draw = ImageDraw.Draw(pil)
     font = _label_font(max(10, height // 40))
     for _ in range(rng.randint(2, 6)):
-        words = " ".join(
-            "".join(
-                rng.choice("abcdefghijklmnopqrstuvwxyz")
-                for _ in range(rng.randint(2, 8))
-            )
-            for _ in range(rng.randint(2, 6))
-        )
-        draw.text(
-            (rng.uniform(0, width * 0.8), rng.uniform(0, height)),
-            words,
-            font=font,
-            fill=(30, 30, 30),
-        )
+        words = _random_words(rng)
+        position = (rng.uniform(0, width * 0.8), rng.uniform(0, height))
+        draw.text(position, words, font=font, fill=(30, 30, 30))
     return np.asarray(pil, dtype=np.float32)[:, :, ::-1].copy()
 
 
@@ -820,8 +819,8 @@ SET_LEVELS: Final[tuple[tuple[DamageLevel, float], ...]] = (
     ("heavy", 0.2),
 )
 # Quarter turns of successive rounds through the formats: 70 % upright, 10 %
-# each upside down and sideways, so every format meets every orientation
-# within 10 rounds.
+# upside down and 10 % each way sideways, so every format meets every
+# orientation within 10 rounds.
 SET_TURN_CYCLE: Final = (0, 0, 2, 0, 1, 0, 0, 3, 0, 0)
 
 
@@ -833,7 +832,7 @@ def _weighted(rng: random.Random, choices: Sequence[tuple[Any, float]]) -> Any:
 
 @dataclass(frozen=True, slots=True)
 class CasePlan:
-    """What case `index` of a rendered set contains, before any drawing."""
+    """Content of case `index` of a rendered set, chosen before any drawing."""
 
     index: int
     fmt: str

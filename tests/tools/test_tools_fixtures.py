@@ -125,7 +125,8 @@ def test_sample_csv_is_well_formed() -> None:
                     dt.date.fromisoformat(fields[column]).isoformat() == fields[column]
                 )
         if fields[3] == "stolen_blank":
-            assert fields[7] == "" and fields[8] == "", f"line {line}"
+            assert fields[7] == "", f"line {line}"
+            assert fields[8] == "", f"line {line}"
         keys.add((row[0], row[2]))
     assert len(keys) == len(records), "duplicate state and number"
     assert {fields[3] for fields in records} == set(make_fixtures.STATUSES)

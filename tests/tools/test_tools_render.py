@@ -154,8 +154,10 @@ def test_camera_frame_contains_document() -> None:
         assert [width, height] == truth["size"]
         assert max(width, height) <= damage.max_frame_px
         quad = np.array(truth["document_quad"])
-        assert quad[:, 0].min() >= -1 and quad[:, 0].max() <= width + 1
-        assert quad[:, 1].min() >= -1 and quad[:, 1].max() <= height + 1
+        assert quad[:, 0].min() >= -1
+        assert quad[:, 0].max() <= width + 1
+        assert quad[:, 1].min() >= -1
+        assert quad[:, 1].max() <= height + 1
 
 
 def test_bare_lines_render_with_detected_format() -> None:
