@@ -23,8 +23,16 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from kiosk.errors import ImageError
-from kiosk.mrz import MrzReport, RepairOutcome, RepairStatus, repair
+from kiosk.errors import ImageError, MRZError
+from kiosk.mrz import (
+    LAYOUTS,
+    MrzReport,
+    RepairOutcome,
+    RepairStatus,
+    detect_format,
+    repair,
+)
+from kiosk.mrz.formats import ALLOWED
 from kiosk.reader.glyphs import ALPHABET, FloatArray, LineGeometry, cut_cells, default_model
 from kiosk.reader.locate import Band, find_bands
 from kiosk.reader.segment import (
@@ -50,6 +58,10 @@ MAX_DECODE_PIXELS = 400_000_000
 # At most this many alternatives per position, each at least this likely.
 TOP_K = 4
 MIN_P = 0.005
+# A character outside the check digits' reach below this probability makes
+# the whole reading doubtful: nothing else would catch its misreading.
+DOUBT_P = 0.5
+MIN_SEEN_P = 0.02
 # Readings whose mean top probability is below this are not an MRZ at all.
 MIN_MEAN_P = 0.45
 MAX_BANDS = 3
@@ -85,11 +97,19 @@ class ReadResult:
     recogniser: str = "glyphs"
     timings: dict[str, float] = field(default_factory=dict)
     rejection: str | None = None
+    # (line, position) pairs outside every check digit's reach whose final
+    # character the recogniser gave less than DOUBT_P.
+    doubtful: tuple[tuple[int, int], ...] = ()
 
     @property
     def ok(self) -> bool:
         """True when the repaired reading passed every check and can be looked up."""
-        return self.rejection is None and self.repair is not None and self.repair.ok
+        return (
+            self.rejection is None
+            and not self.doubtful
+            and self.repair is not None
+            and self.repair.ok
+        )
 
     @property
     def text(self) -> tuple[str, ...]:
@@ -262,12 +282,48 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     if outcome.status is not RepairStatus.FAILED:
         result.repaired_lines = outcome.lines
     result.confidence = outcome.confidence
-    if not outcome.ok:
-        if outcome.status is RepairStatus.FAILED:
-            result.rejection = _diagnose(best) or REJECT_CHECKS
+    if outcome.ok and outcome.lines is not None:
+        result.doubtful = _doubtful(outcome.lines, result.alternatives)
+        if result.doubtful:
+            line = result.doubtful[0][0]
+            names = LINE_NAMES.get(len(outcome.lines), ())
+            where = f"the {names[line]} line" if line < len(names) else "a line"
+            result.rejection = _diagnose(best) or f"MRZ unclear on {where}"
+            result.confidence = min(result.confidence, 0.3)
+    elif outcome.status is RepairStatus.FAILED:
+        result.rejection = _diagnose(best) or REJECT_CHECKS
     timings["total"] = time.perf_counter() - started
     log.debug("read done: status %s, %.3f s", outcome.status, timings["total"])
     return result
+
+
+def _doubtful(
+    lines: tuple[str, ...], alternatives: Alternatives
+) -> tuple[tuple[int, int], ...]:
+    try:
+        layout = LAYOUTS[detect_format(lines)]
+    except MRZError:
+        return ()
+    covered: set[tuple[int, int]] = set()
+    for check in layout.checks:
+        for ln, start, end in check.spans:
+            covered.update((ln, p) for p in range(start, end))
+        covered.add(check.digit)
+    classes = layout.char_classes()
+    doubtful = []
+    for ln, line in enumerate(lines):
+        for pos, char in enumerate(line):
+            if (ln, pos) in covered or ln >= len(alternatives):
+                continue
+            cands = dict(alternatives[ln][pos]) if pos < len(alternatives[ln]) else {}
+            # The field's alphabet settles look-alikes such as O and 0 in a
+            # name, but only when the recogniser saw the character at all.
+            allowed = ALLOWED[classes[ln][pos]]
+            mass = sum(p for c, p in cands.items() if c in allowed)
+            p_char = cands.get(char, 0.0)
+            if p_char < MIN_SEEN_P or p_char < DOUBT_P * mass:
+                doubtful.append((ln, pos))
+    return tuple(doubtful)
 
 
 def _fill_reading(result: ReadResult, reading: _Reading) -> None:
