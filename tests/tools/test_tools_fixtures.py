@@ -40,24 +40,30 @@ def _state(entry: dict[str, Any]) -> str:
     return str(entry["lines"][0][2:5])
 
 
-def test_fixture_build_is_deterministic(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh build of every fixture, shared by the tests of this module."""
+    out_dir = tmp_path_factory.mktemp("fixtures")
+    make_fixtures.build_fixtures(out_dir)
+    return out_dir
+
+
+def test_fixture_build_is_deterministic(built: Path, tmp_path: Path) -> None:
     names = ["td1-card-light.jpg", "td2-card-light.png", "broken-truncated.jpg"]
-    make_fixtures.build_fixtures(tmp_path / "first", names)
-    make_fixtures.build_fixtures(tmp_path / "second", names)
+    make_fixtures.build_fixtures(tmp_path, names)
     for relative in [
         *(f"fixtures/images/{name}" for name in names),
         "fixtures/images/truth.json",
         "fixtures/sltd_sample.csv",
     ]:
-        first = (tmp_path / "first" / relative).read_bytes()
-        second = (tmp_path / "second" / relative).read_bytes()
+        first = (built / relative).read_bytes()
+        second = (tmp_path / relative).read_bytes()
         assert first == second, f"{relative} differs between two runs"
 
 
-def test_committed_fixtures_are_current(tmp_path: Path) -> None:
-    make_fixtures.build_fixtures(tmp_path, names=[])
-    fresh_truth = (tmp_path / "fixtures" / "images" / "truth.json").read_text("utf-8")
-    fresh_csv = (tmp_path / "fixtures" / "sltd_sample.csv").read_text("utf-8")
+def test_committed_fixtures_are_current(built: Path) -> None:
+    fresh_truth = (built / "fixtures" / "images" / "truth.json").read_text("utf-8")
+    fresh_csv = (built / "fixtures" / "sltd_sample.csv").read_text("utf-8")
     assert fresh_truth == (IMAGES / "truth.json").read_text("utf-8"), REGENERATE
     assert fresh_csv == SAMPLE_CSV.read_text("utf-8"), REGENERATE
 
