@@ -85,10 +85,12 @@ class CameraConfig(DriverConfig):
     # Four-character codec asked of the camera; "" leaves the device default.
     fourcc: str = "MJPG"
     fps: float = field(default=0.0, metadata=_range(0, 240))
-    # Variance of the Laplacian over the MRZ band below which a frame is blurred.
-    sharpness_min: float = field(default=60.0, metadata=_range(0))
-    # Fraction of saturated pixels over the MRZ band above which glare hides text.
-    glare_max: float = field(default=0.02, metadata=_range(0, 1))
+    # Variance of the Laplacian over the MRZ band (scaled to 640 pixels wide)
+    # below which a frame counts as blurred; see drivers.mrz_band.sharpness.
+    sharpness_min: float = field(default=300.0, metadata=_range(0))
+    # Widest stretch of the MRZ band washed out by glare, as a fraction of its
+    # width, above which the frame is not captured.
+    glare_max: float = field(default=0.1, metadata=_range(0, 1))
     # Frames the MRZ band must stay still before a capture.
     steady_frames: int = field(default=4, metadata=_range(1, 100))
     # Largest MRZ band movement between steady frames, as a fraction of frame width.
