@@ -34,10 +34,18 @@ class Driver(abc.ABC):
     delivers_images: bool = False
     delivers_text: bool = False
 
-    def __init__(self, name: str, on_event: EventCallback | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        on_event: EventCallback | None = None,
+        *,
+        queue_events: bool = True,
+    ) -> None:
         self.name = name
         self.events: queue.Queue[DriverEvent] = queue.Queue()
         self._on_event = on_event
+        # False when only the callback consumes events, so the queue cannot grow.
+        self._queue_events = queue_events
         # Technician commands set this to see the device's bytes; the normal
         # kiosk never does, so raw traffic stays out of the normal log.
         self.raw_listener: RawListener | None = None
@@ -90,7 +98,8 @@ class Driver(abc.ABC):
         self.stop()
 
     def emit(self, event: DriverEvent) -> None:
-        self.events.put(event)
+        if self._queue_events:
+            self.events.put(event)
         if self._on_event is not None:
             try:
                 self._on_event(event)
@@ -103,7 +112,9 @@ class Driver(abc.ABC):
         self.emit(StatusChanged(state, reason, self.name))
 
     def _emit_raw(self, direction: Literal["rx", "tx"], data: bytes) -> None:
-        # Raw bytes may hold MRZ text, so the log gets only their length.
+        # Raw bytes may hold MRZ text, which must never reach a log, so even
+        # the DEBUG log gets only their length. The technician commands show
+        # the bytes through raw_listener.
         log.debug("driver %s: %s %d bytes", self.name, direction, len(data))
         if self.raw_listener is not None:
             self.raw_listener(direction, data)

@@ -145,9 +145,13 @@ class SerialScanner(Driver):
     delivers_text = True
 
     def __init__(
-        self, config: SerialConfig, on_event: EventCallback | None = None
+        self,
+        config: SerialConfig,
+        on_event: EventCallback | None = None,
+        *,
+        queue_events: bool = True,
     ) -> None:
-        super().__init__(config.name or "serial", on_event)
+        super().__init__(config.name or "serial", on_event, queue_events=queue_events)
         self.config = config
         self.delivers_images = config.protocol == "image"
         self.delivers_text = config.protocol != "image"

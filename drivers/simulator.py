@@ -321,8 +321,7 @@ class SimulatedScanner(Driver):
             header=self.config.header,
             bcc=self.config.bcc,
         )
-        self.scanner = SerialScanner(serial_config, self._forward)
-        # The inner driver's events reach this driver's queue via _forward.
+        self.scanner = SerialScanner(serial_config, self._forward, queue_events=False)
         self.scanner.raw_listener = self.raw_listener
         self.scanner.start()
         self._stop_event.wait()

@@ -35,6 +35,17 @@ def png_bytes(width: int = 32, height: int = 24, seed: int = 1) -> bytes:
     return _encode(".png", width, height, seed)
 
 
+def wait_until(
+    condition: Callable[[], bool], what: str, timeout_s: float = 15.0
+) -> None:
+    # The timeout only bounds a hung test; nothing asserts on durations.
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)
+
+
 class EventLog:
     """Collects a driver's events and waits for conditions on them."""
 
