@@ -38,6 +38,7 @@ from kiosk.pipeline import ScanOutcome, check_image, check_text
 from kiosk.tui.modals import HitModal, ManualEntryScreen
 from kiosk.tui.officer import HistoryEntry, OfficerScreen, key_of
 from kiosk.tui.present import Verdict, mask_number, verdict_of
+from kiosk.tui.tester import TesterScreen
 from kiosk.tui.widgets import describe_backend
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,7 @@ class KioskApp(App[int]):
         self._stopped = False
         self.officer = OfficerScreen()
         self.add_mode("officer", lambda: self.officer)
+        self.add_mode("tester", TesterScreen)
 
     # Start and stop.
 

@@ -55,6 +55,10 @@ def verdict_of(answer: LookupAnswer) -> Verdict:
     return _VERDICTS[answer.result]
 
 
+def verdict_of_result(result: Result) -> Verdict:
+    return _VERDICTS[result]
+
+
 @dataclass(frozen=True, slots=True)
 class BannerView:
     verdict: Verdict
