@@ -1,0 +1,185 @@
+"""End-to-end tests of `kiosk scan` and `kiosk parse` with the embedded store."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk.cli import SAMPLE_IMAGES, SAMPLE_RECORDS, main
+from tests.mrz.test_parser import TD1, TD3
+
+TRUTH = json.loads((SAMPLE_IMAGES / "truth.json").read_text())
+
+
+def _run(
+    capsys: pytest.CaptureFixture[str], *argv: str
+) -> tuple[int, list[dict[str, object]]]:
+    code = main(list(argv))
+    out = capsys.readouterr().out
+    return code, [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def _store(tmp_path: Path) -> str:
+    return str(tmp_path / "store.sqlite3")
+
+
+def _hit_numbers() -> set[str]:
+    with SAMPLE_RECORDS.open(newline="") as handle:
+        return {row["document_number"] for row in csv.DictReader(handle)}
+
+
+def test_parse_json_fields(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, results = _run(capsys, "parse", "--json", "--store", _store(tmp_path), *TD3)
+    assert code == 0
+    assert len(results) == 1
+    result = results[0]
+    assert result["format"] == "TD3"
+    assert result["document_number"] == "L898902C3"
+    assert result["issuing_state"] == "UTO"
+    assert result["birth_date"] == "1974-08-12"
+    assert result["expiry_date"] == "2012-04-15"
+    assert result["valid"] is True
+    assert result["checks"] == {
+        "document_number": True,
+        "birth_date": True,
+        "expiry_date": True,
+        "optional_data": True,
+        "composite": True,
+    }
+    assert result["error"] is None
+    lookup = result["lookup"]
+    assert isinstance(lookup, dict)
+    assert lookup["result"] in ("HIT", "NO_HIT", "POSSIBLE")
+
+
+def test_parse_failed_check_is_not_no_hit(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    broken = [TD3[0], TD3[1][:2] + "7" + TD3[1][3:]]
+    _, results = _run(capsys, "parse", "--json", "--store", _store(tmp_path), *broken)
+    assert results[0]["valid"] is False
+    lookup = results[0]["lookup"]
+    assert isinstance(lookup, dict)
+    assert lookup["result"] == "UNKNOWN"
+    assert "not checked" in str(lookup["reason"])
+
+
+def test_parse_malformed_text_reports_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _, results = _run(
+        capsys, "parse", "--json", "--store", _store(tmp_path), "HELLO", "WORLD"
+    )
+    assert results[0]["mrz"] is None
+    assert "unrecognised MRZ shape" in str(results[0]["error"])
+    lookup = results[0]["lookup"]
+    assert isinstance(lookup, dict)
+    assert lookup["result"] == "UNKNOWN"
+
+
+def test_parse_reads_documents_from_stdin(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    text = "\n".join(TD3) + "\n\n" + "\n".join(TD1) + "\n"
+    monkeypatch.setattr("sys.stdin", io.StringIO(text))
+    _, results = _run(capsys, "parse", "--json", "--store", _store(tmp_path), "-")
+    assert [r["format"] for r in results] == ["TD3", "TD1"]
+
+
+def test_scan_samples_show_hit_and_no_hit(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, results = _run(
+        capsys, "scan", "--json", "--store", _store(tmp_path), str(SAMPLE_IMAGES)
+    )
+    assert code == 0
+    by_name = {Path(str(r["source"])).name: r for r in results}
+    kinds = {r["lookup"]["result"] for r in results if isinstance(r["lookup"], dict)}  # type: ignore[index]
+    assert "HIT" in kinds
+    assert "NO_HIT" in kinds
+    for name, truth in TRUTH.items():
+        if name not in by_name or not isinstance(truth, dict) or not truth.get("lines"):
+            continue
+        result = by_name[name]
+        if result["valid"]:
+            # A reading the kiosk accepted must be the printed one.
+            assert result["mrz"] == truth["lines"], name
+
+
+def test_scan_bad_inputs_continue_batch(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.jpg"
+    text.write_text("this is not an image")
+    folder = tmp_path / "no-images"
+    folder.mkdir()
+    (folder / "readme.txt").write_text("nothing here")
+    good = tmp_path / "good.jpg"
+    shutil.copy(SAMPLE_IMAGES / "td3-passport-light.jpg", good)
+
+    code, results = _run(
+        capsys,
+        "scan",
+        "--json",
+        "--store",
+        _store(tmp_path),
+        str(empty),
+        str(text),
+        str(folder),
+        str(tmp_path / "missing.jpg"),
+        str(good),
+    )
+    assert code == 0
+    assert len(results) == 5
+    for result in results[:4]:
+        assert result["error"], result["source"]
+        assert result["lookup"]["result"] == "UNKNOWN"  # type: ignore[index]
+    assert "empty.png" in str(results[0]["error"])
+    assert "notes.jpg" in str(results[1]["error"])
+    assert "holds no images" in str(results[2]["error"])
+    assert "not found" in str(results[3]["error"])
+    assert results[4]["error"] is None
+
+
+def test_scan_image_without_mrz(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((600, 800, 3), 200, np.uint8))
+    _, results = _run(capsys, "scan", "--json", "--store", _store(tmp_path), str(blank))
+    assert results[0]["mrz"] is None
+    assert "MRZ not found" in str(results[0]["error"])
+
+
+def test_scan_plain_text_output(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code = main(
+        [
+            "scan",
+            "--store",
+            _store(tmp_path),
+            str(SAMPLE_IMAGES / "td3-passport-light.jpg"),
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "td3-passport-light.jpg" in out
+    assert "lookup" in out
+    assert "checks" in out
+
+
+def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["scan"])
+    assert info.value.code == 2
