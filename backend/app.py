@@ -33,6 +33,7 @@ from prometheus_client import (
     generate_latest,
 )
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from backend.audit import AuditError, AuditLog
@@ -417,7 +418,9 @@ def create_app(
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         return _error(exc.status_code, str(exc.detail), request_id_of(request))
 
-    def authenticate(request: Request) -> str:
+    async def authenticate(request: Request) -> str:
+        # Async, so a cached key costs no thread-pool hop; only a cache miss
+        # reads the store, in the pool.
         header = request.headers.get("authorization", "")
         token = header[7:].strip() if header.lower().startswith("bearer ") else ""
         token = token or request.headers.get("x-api-key", "")
@@ -436,7 +439,7 @@ def create_app(
             terminal = cached[0]
         else:
             try:
-                found = store.terminal_for_key(key_hash)
+                found = await run_in_threadpool(store.terminal_for_key, key_hash)
             except StoreError as exc:
                 raise ApiError(503, f"lookup store unavailable: {exc}") from exc
             if found is None:

@@ -211,7 +211,9 @@ def unknown(reason: str, *, source: str, request_id: str | None = None) -> Looku
     )
 
 
-def classify(key: DocumentKey, exact: list[Record], folded: list[Record]) -> LookupAnswer:
+def classify(
+    key: DocumentKey, exact: list[Record], folded: list[Record]
+) -> LookupAnswer:
     """Turn the records found for a key into HIT, POSSIBLE or NO_HIT.
 
     `exact` are records with the same state and normalized number; `folded`

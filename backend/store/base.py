@@ -254,3 +254,15 @@ def require_version(version: str | None) -> str:
             "the store holds no imported data yet; run 'kiosk-backend import FILE'"
         )
     return version
+
+
+def version_time(version: str | None) -> dt.datetime | None:
+    """Return the UTC time encoded in a version name from new_version_name."""
+    if not version or "-" not in version:
+        return None
+    stamp = version.split("-", 1)[1]
+    try:
+        parsed = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
+    except ValueError:
+        return None
+    return parsed.replace(tzinfo=dt.UTC)

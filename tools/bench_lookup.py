@@ -1,0 +1,414 @@
+"""Benchmark of the lookup backend: import, store lookups and HTTP.
+
+Generates a seeded synthetic list of reported documents as CSV, imports it
+into each store with `kiosk-backend import`'s code path, then measures:
+
+* import rate (rows/s) and the importing process's peak resident memory;
+* store lookups (Store.lookup, classification included) against a raw
+  indexed SELECT on the same table, p50/p99 and the p99 ratio;
+* HTTP single and batch lookups over loopback keep-alive connections from
+  load-generator processes, against `kiosk-backend serve` in its own
+  process: p50/p99, requests/s and documents/s, and the server's peak RSS.
+
+The load generator runs on the same machine as the service, so both share
+its cores; the HTTP figures are a lower bound for a separate client.
+
+    python -m tools.bench_lookup --records 1000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import multiprocessing
+import os
+import platform
+import random
+import resource
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psycopg
+
+from backend.app import hash_api_key
+from backend.importer import FULL_HEADER, import_csv
+from backend.records import DocumentKey
+from backend.store import Store, open_store
+
+STATES = [
+    "AUS", "AUT", "BEL", "BRA", "CAN", "CHE", "CHN", "CZE", "D<<", "DNK",
+    "ESP", "FIN", "FRA", "GBR", "GRC", "HUN", "IND", "IRL", "ISL", "ITA",
+    "JPN", "KOR", "LTU", "LUX", "LVA", "MEX", "NLD", "NOR", "NZL", "POL",
+    "PRT", "ROU", "SGP", "SVK", "SVN", "SWE", "TUR", "UKR", "USA", "ZAF",
+]  # fmt: skip
+STATUSES = ["stolen", "lost", "revoked", "invalidated", "stolen_blank"]
+ALPHABET = "ABCDEFGHJKMNPRSTUVWXYZ0123456789"
+SAMPLE_KEYS = 100_000
+API_KEY = "bench-" + uuid.uuid4().hex
+
+
+@dataclass
+class Row:
+    """One line of the result table."""
+
+    store: str
+    measure: str
+    value: str
+    note: str = ""
+
+
+@dataclass
+class Results:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, store: str, measure: str, value: str, note: str = "") -> None:
+        self.rows.append(Row(store, measure, value, note))
+        print(f"  {store:<11} {measure:<34} {value:>16}  {note}", flush=True)
+
+    def table(self) -> str:
+        lines = ["| store | measure | value | note |", "|---|---|---:|---|"]
+        lines += [
+            f"| {r.store} | {r.measure} | {r.value} | {r.note} |" for r in self.rows
+        ]
+        return "\n".join(lines)
+
+
+def generate_csv(path: Path, records: int, seed: int) -> list[DocumentKey]:
+    """Write `records` synthetic lines; return a sample of keys present in them."""
+    rng = random.Random(seed)
+    stride = max(1, records // SAMPLE_KEYS)
+    sample: list[DocumentKey] = []
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FULL_HEADER)
+        batch = []
+        for i in range(records):
+            state = STATES[rng.randrange(len(STATES))]
+            number = "".join(rng.choices(ALPHABET, k=9))
+            year = 2005 + rng.randrange(20)
+            batch.append(
+                (
+                    state,
+                    "P",
+                    number,
+                    STATUSES[rng.randrange(5)],
+                    f"{year}-{1 + rng.randrange(12):02d}-{1 + rng.randrange(28):02d}",
+                    STATES[rng.randrange(len(STATES))],
+                    f"R{i:010d}",
+                    "",
+                    "",
+                )
+            )
+            if i % stride == 0:
+                sample.append(DocumentKey(state, "P", number))
+            if len(batch) == 100_000:
+                writer.writerows(batch)
+                batch.clear()
+        writer.writerows(batch)
+    return sample
+
+
+def absent_keys(count: int, seed: int) -> list[DocumentKey]:
+    # Ten characters, so they never collide with the nine-character numbers.
+    rng = random.Random(seed + 1)
+    return [
+        DocumentKey(rng.choice(STATES), "P", "".join(rng.choices(ALPHABET, k=10)))
+        for _ in range(count)
+    ]
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _pair(values: Sequence[float], scale: float, unit: str, digits: int) -> str:
+    p50 = percentile(values, 0.5) * scale
+    p99 = percentile(values, 0.99) * scale
+    return f"{p50:.{digits}f} / {p99:.{digits}f} {unit}"
+
+
+def time_calls(calls: Sequence[Callable[[], object]]) -> list[float]:
+    """Return the duration of each call in seconds."""
+    durations = []
+    for call in calls:
+        started = time.perf_counter()
+        call()
+        durations.append(time.perf_counter() - started)
+    return durations
+
+
+def bench_store_lookups(
+    store: Store, keys: list[DocumentKey], results: Results
+) -> None:
+    # Interleaved, so both see the same cache state and machine noise.
+    lookup_times: list[float] = []
+    raw_times: list[float] = []
+    for key in keys:
+        started = time.perf_counter()
+        store.lookup(key)
+        lookup_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        store.raw_select(key.issuing_state, key.document_number)
+        raw_times.append(time.perf_counter() - started)
+    for name, times in (
+        ("store lookup", lookup_times),
+        ("raw SELECT (anchor)", raw_times),
+    ):
+        results.add(
+            store.kind,
+            f"{name} p50 / p99",
+            _pair(times, 1e6, "µs", 0),
+            f"{len(times) / sum(times):,.0f}/s one thread",
+        )
+    ratio = percentile(lookup_times, 0.99) / percentile(raw_times, 0.99)
+    results.add(store.kind, "store p99 / raw p99", f"{ratio:.2f}", "target ≤ 2")
+
+
+def _http_worker(
+    url: str,
+    keys: list[tuple[str, str, str]],
+    batch_size: int,
+    seconds: float,
+    queue: multiprocessing.Queue[tuple[list[float], int]],
+) -> None:
+    rng = random.Random(os.getpid())
+    latencies: list[float] = []
+    documents = 0
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    with httpx.Client(base_url=url, headers=headers, timeout=30) as client:
+        deadline = time.perf_counter() + seconds
+        while time.perf_counter() < deadline:
+            chosen = [rng.choice(keys) for _ in range(batch_size)]
+            body = [
+                {"issuing_state": s, "document_type": t, "document_number": n}
+                for s, t, n in chosen
+            ]
+            started = time.perf_counter()
+            if batch_size == 1:
+                response = client.post("/v1/lookup", json=body[0])
+            else:
+                response = client.post("/v1/lookup/batch", json={"keys": body})
+            latencies.append(time.perf_counter() - started)
+            if response.status_code != 200:
+                raise RuntimeError(
+                    f"benchmark request failed: HTTP {response.status_code}"
+                )
+            documents += batch_size
+    queue.put((latencies, documents))
+
+
+def run_load(
+    url: str, keys: list[DocumentKey], *, batch_size: int, workers: int, seconds: float
+) -> tuple[list[float], int, float]:
+    plain = [(k.issuing_state, k.document_type, k.document_number) for k in keys]
+    queue: multiprocessing.Queue[tuple[list[float], int]] = multiprocessing.Queue()
+    processes = [
+        multiprocessing.Process(
+            target=_http_worker, args=(url, plain, batch_size, seconds, queue)
+        )
+        for _ in range(workers)
+    ]
+    started = time.perf_counter()
+    for process in processes:
+        process.start()
+    latencies: list[float] = []
+    documents = 0
+    for _ in processes:
+        part, count = queue.get(timeout=seconds + 120)
+        latencies.extend(part)
+        documents += count
+    for process in processes:
+        process.join()
+    return latencies, documents, time.perf_counter() - started
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def bench_http(
+    store_url: str,
+    keys: list[DocumentKey],
+    args: argparse.Namespace,
+    kind: str,
+    results: Results,
+    out: Path,
+) -> None:
+    with open_store(store_url) as store:
+        store.add_api_key(f"bench-{uuid.uuid4().hex[:8]}", hash_api_key(API_KEY))
+    port = args.port
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "backend.cli", "--log-level", "WARNING", "serve",
+            "--store", store_url, "--port", str(port), "--rate-limit", "1e9",
+            "--audit-log", str(out / f"audit-{kind}.jsonl"),
+        ]
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError("benchmark service did not become ready")
+            time.sleep(0.2)
+        for label, batch, workers in (
+            ("HTTP single", 1, args.http_workers),
+            (
+                f"HTTP batch of {args.batch_size}",
+                args.batch_size,
+                max(1, args.http_workers // 2),
+            ),
+        ):
+            latencies, documents, elapsed = run_load(
+                url, keys, batch_size=batch, workers=workers, seconds=args.http_seconds
+            )
+            results.add(
+                kind,
+                f"{label} p50 / p99",
+                _pair(latencies, 1e3, "ms", 1),
+                f"{workers} client processes, keep-alive",
+            )
+            results.add(
+                kind,
+                f"{label} throughput",
+                f"{len(latencies) / elapsed:,.0f} req/s",
+                f"{documents / elapsed:,.0f} documents/s",
+            )
+        results.add(
+            kind, "service peak RSS", f"{peak_rss_mib(server.pid):,.0f} MiB", ""
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--records",
+        type=int,
+        default=30_000_000,
+        help="records to generate (default 30,000,000)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=9303, help="random seed of the data set"
+    )
+    parser.add_argument(
+        "--stores",
+        default="sqlite,postgresql",
+        help="comma-separated: sqlite, postgresql",
+    )
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get(
+            "KIOSK_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="PostgreSQL server; the benchmark works in its own schema and drops it",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path("bench-out"),
+        help="folder for the CSV and SQLite files",
+    )
+    parser.add_argument(
+        "--lookups", type=int, default=20_000, help="store lookups to time per store"
+    )
+    parser.add_argument(
+        "--http-seconds", type=float, default=10.0, help="duration of each HTTP run, s"
+    )
+    parser.add_argument(
+        "--http-workers", type=int, default=4, help="load-generator processes"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=1000, help="keys per batch request"
+    )
+    parser.add_argument(
+        "--port", type=int, default=18080, help="loopback port for the service"
+    )
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP runs")
+    args = parser.parse_args(argv)
+
+    out: Path = args.out
+    out.mkdir(parents=True, exist_ok=True)
+    results = Results()
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        flush=True,
+    )
+    csv_path = out / f"sltd-{args.records}-{args.seed}.csv"
+    started = time.perf_counter()
+    present = generate_csv(csv_path, args.records, args.seed)
+    print(
+        f"generated {args.records:,} records in {time.perf_counter() - started:.1f} s",
+        flush=True,
+    )
+    rng = random.Random(args.seed)
+    half = args.lookups // 2
+    keys = [rng.choice(present) for _ in range(half)] + absent_keys(
+        args.lookups - half, args.seed
+    )
+    rng.shuffle(keys)
+
+    for kind in args.stores.split(","):
+        schema = None
+        if kind == "sqlite":
+            db = out / f"bench-{args.records}.sqlite3"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{db}{suffix}").unlink(missing_ok=True)
+            url = f"sqlite:///{db.resolve()}"
+        elif kind == "postgresql":
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            separator = "&" if "?" in args.pg_url else "?"
+            url = f"{args.pg_url}{separator}schema={schema}"
+        else:
+            parser.error(f"unknown store {kind!r}: use sqlite or postgresql")
+        try:
+            with open_store(url) as store:
+                started = time.perf_counter()
+                report = import_csv(store, csv_path)
+                elapsed = time.perf_counter() - started
+                results.add(
+                    kind,
+                    "import rate",
+                    f"{report.result.record_count / elapsed:,.0f} rows/s",
+                    f"{report.result.record_count:,} rows in {elapsed:.1f} s",
+                )
+                bench_store_lookups(store, keys, results)
+            results.add(
+                kind,
+                "import process peak RSS",
+                f"{resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB",
+                "this process, cumulative",
+            )
+            if not args.no_http:
+                bench_http(url, keys, args, kind, results, out)
+        finally:
+            if schema is not None:
+                with psycopg.connect(args.pg_url, autocommit=True) as conn:
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    print()
+    print(results.table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
