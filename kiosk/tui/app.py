@@ -38,6 +38,7 @@ from kiosk.pipeline import ScanOutcome, check_image, check_text
 from kiosk.tui.modals import HitModal, ManualEntryScreen
 from kiosk.tui.officer import HistoryEntry, OfficerScreen, key_of
 from kiosk.tui.present import Verdict, mask_number, verdict_of
+from kiosk.tui.technician import TechnicianScreen
 from kiosk.tui.tester import TesterScreen
 from kiosk.tui.widgets import describe_backend
 
@@ -121,6 +122,7 @@ class KioskApp(App[int]):
         self.officer = OfficerScreen()
         self.add_mode("officer", lambda: self.officer)
         self.add_mode("tester", TesterScreen)
+        self.add_mode("technician", TechnicianScreen)
 
     # Start and stop.
 
