@@ -152,7 +152,7 @@ def _not_checked(
     *,
     reader: object | None = None,
 ) -> ScanOutcome:
-    answer = unknown(f"not checked: {reason}", source="kiosk")
+    answer = unknown(reason, source="kiosk")
     return ScanOutcome(
         scan_id,
         source,
@@ -187,7 +187,7 @@ def _finish(
             report.issuing_state, report.document_type, report.document_number
         )
     except InvalidRecord as exc:
-        answer = unknown(f"not checked: {exc}", source="kiosk")
+        answer = unknown(str(exc), source="kiosk")
         return ScanOutcome(
             scan_id,
             source,
@@ -230,5 +230,5 @@ def _guard_no_hit(answer: LookupAnswer, outcome: RepairOutcome) -> LookupAnswer:
     return dataclasses.replace(
         answer,
         result=Result.UNKNOWN,
-        reason="not checked: the document number was not read with certainty",
+        reason="the document number was not read with certainty; rescan the document",
     )

@@ -67,7 +67,7 @@ def test_parse_failed_check_is_not_no_hit(
     lookup = results[0]["lookup"]
     assert isinstance(lookup, dict)
     assert lookup["result"] == "UNKNOWN"
-    assert "not checked" in str(lookup["reason"])
+    assert "rescan" in str(lookup["reason"])
 
 
 def test_parse_malformed_text_reports_error(
