@@ -89,9 +89,6 @@ _SCHEMA = [
     )""",
 ]
 
-_SELECT_FOLDED = (
-    f"SELECT {_COLS} FROM records WHERE issuing_state = ? AND folded_number = ?"
-)
 _SELECT_EXACT = (
     f"SELECT {_COLS} FROM records WHERE issuing_state = ? AND document_number = ?"
 )
@@ -112,6 +109,25 @@ def _join_sql(size: int) -> str:
         " JOIN records r ON r.issuing_state = k.column2"
         " AND r.folded_number = k.column3"
     )
+
+
+# One statement reads the version and the rows, so both come from the same
+# snapshot without an explicit transaction: the cheapest path for one key.
+_FIND_ONE = (
+    f"SELECT v.version, {_R_COLS} FROM"
+    " (SELECT version FROM versions ORDER BY seq DESC LIMIT 1) AS v"
+    " LEFT JOIN records r ON r.issuing_state = ? AND r.folded_number = ?"
+)
+
+
+def _find_one(
+    conn: sqlite3.Connection, key: DocumentKey
+) -> tuple[str, list[list[Row]]]:
+    rows = conn.execute(_FIND_ONE, (key.issuing_state, key.folded_number)).fetchall()
+    if not rows:
+        require_version(None)
+    found: list[Row] = [row[1:] for row in rows if row[1] is not None]
+    return str(rows[0][0]), [found]
 
 
 def _find_many(
@@ -226,18 +242,12 @@ class SQLiteStore(Store):
     ) -> tuple[str, list[list[Row]]]:
         conn = self._reader()
         try:
+            if len(keys) == 1:
+                return _find_one(conn, keys[0])
             conn.execute("BEGIN")
             try:
                 version = require_version(self._cached_version(conn))
-                if len(keys) == 1:
-                    key = keys[0]
-                    found = [
-                        conn.execute(
-                            _SELECT_FOLDED, (key.issuing_state, key.folded_number)
-                        ).fetchall()
-                    ]
-                else:
-                    found = _find_many(conn, keys)
+                found = _find_many(conn, keys)
             finally:
                 conn.execute("COMMIT")
         except sqlite3.Error as exc:

@@ -249,7 +249,9 @@ def test_change_feed_endpoint(client: TestClient) -> None:
 def test_sqlite_file_gone_is_503(sqlite_store: Store, tmp_path: Path) -> None:
     seed(sqlite_store, tmp_path)
     with make_client(sqlite_store, tmp_path) as client:
-        assert client.post("/v1/lookup", json=key_json(), headers=AUTH).status_code == 200
+        assert (
+            client.post("/v1/lookup", json=key_json(), headers=AUTH).status_code == 200
+        )
         for suffix in ("", "-wal", "-shm"):
             path = tmp_path / f"store.sqlite3{suffix}"
             if path.exists():

@@ -1,0 +1,125 @@
+"""kiosk-backend commands: import, keys add, and kill -9 during an import."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backend.app import hash_api_key
+from backend.cli import main
+from backend.importer import FULL_HEADER
+from backend.records import DocumentKey, Result
+from backend.store import open_store
+from tests.backend.helpers import record_line, write_csv
+
+
+def test_import_reports_rejected_lines(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_csv(
+        tmp_path / "f.csv",
+        [record_line("UTO", "L898902C3"), record_line("UTO", "X", status="gone")],
+    )
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    assert main(["import", str(path), "--store", url]) == 0
+    captured = capsys.readouterr()
+    assert "1 added, 0 deleted, 1 rejected, 1 records" in captured.out
+    assert f"{path}:3: rejected: invalid status 'gone'" in captured.err
+    assert "100.0%" in captured.err
+    with open_store(url) as store:
+        hit = store.lookup(DocumentKey.create("UTO", "P", "L898902C3"))
+        assert hit.result is Result.HIT
+
+
+def test_import_failure_exit_code(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    assert main(["import", str(tmp_path / "absent.csv"), "--store", url]) == 1
+    assert "error: cannot read" in capsys.readouterr().err
+
+
+def test_keys_add_prints_key_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    assert main(["keys", "add", "GATE-07", "--store", url]) == 0
+    captured = capsys.readouterr()
+    api_key = captured.out.strip()
+    assert len(api_key) >= 40
+    assert "shown only this once" in captured.err
+    with open_store(url) as store:
+        assert store.terminal_for_key(hash_api_key(api_key)) == "GATE-07"
+        assert store.terminal_for_key(api_key) is None
+    db = (tmp_path / "s.sqlite3").read_bytes()
+    assert api_key.encode() not in db
+
+
+def test_keys_add_rejects_bad_terminal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    assert main(["keys", "add", "gate 7; rm", "--store", url]) == 2
+    assert "invalid terminal id" in capsys.readouterr().err
+
+
+def test_serve_rejects_half_tls(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--tls-cert", "cert.pem"]) == 2
+    assert "go together" in capsys.readouterr().err
+
+
+def big_csv(path: Path, rows: int) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(FULL_HEADER)
+        for i in range(rows):
+            writer.writerow(record_line("GBR", f"K{i:08d}"))
+    return path
+
+
+@pytest.mark.parametrize(
+    "kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_kill_during_import_keeps_old_data(
+    kind: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    if kind == "sqlite":
+        url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    else:
+        url = request.getfixturevalue("pg_schema_url")
+    with open_store(url) as store:
+        from backend.importer import import_csv
+
+        old = import_csv(
+            store, write_csv(tmp_path / "old.csv", [record_line("UTO", "1")])
+        )
+    path = big_csv(tmp_path / "big.csv", 150_000)
+    child = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "import", str(path), "--store", url],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+    )
+    assert child.stderr is not None
+    # The progress bar prints rows as they stream into the open transaction.
+    seen = b""
+    while b"rows" not in seen:
+        chunk = child.stderr.read1(4096)
+        if not chunk:
+            break
+        seen += chunk
+    assert b"rows" in seen, seen.decode(errors="replace")
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    child.stderr.close()
+    with open_store(url) as store:
+        assert store.data_version() == old.result.version
+        assert store.count() == 1
+        assert store.lookup(DocumentKey.create("UTO", "P", "1")).result is Result.HIT
+        probe = DocumentKey.create("GBR", "P", "K00000001")
+        assert store.lookup(probe).result is Result.NO_HIT
