@@ -109,7 +109,7 @@ def test_kill_during_import_keeps_old_data(
     # The progress bar prints rows as they stream into the open transaction.
     seen = b""
     while b"rows" not in seen:
-        chunk = child.stderr.read1(4096)
+        chunk = os.read(child.stderr.fileno(), 4096)
         if not chunk:
             break
         seen += chunk
