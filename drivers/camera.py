@@ -162,8 +162,8 @@ def _open_camera(
     # Keep the driver's own queue short; not every backend honours this.
     capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
     mode = reported_mode(capture)
-    asked = f"{config.width}x{config.height} {config.fourcc or 'default'}"
-    log.info("camera %s: asked %s, device gives %s", description, asked, mode)
+    requested = f"{config.width}x{config.height} {config.fourcc or 'default'}"
+    log.info("camera %s: requested %s, device gives %s", description, requested, mode)
     return CaptureSource(capture, f"{description} ({mode})", live=True)
 
 
@@ -183,7 +183,7 @@ def reported_mode(capture: cv2.VideoCapture) -> CameraMode:
 
 @dataclass(frozen=True, slots=True)
 class FrameCheck:
-    """What the auto-capture saw in one frame, for technician views."""
+    """The auto-capture's measures and decision for one frame, for technician views."""
 
     band: Band | None
     sharpness: float
@@ -195,7 +195,7 @@ class FrameCheck:
 class AutoCapture:
     """Decides, frame by frame, when a document is present, captured and removed.
 
-    Pure: it sees frames and returns decisions, so it is tested without a camera."""
+    Pure: it takes frames and returns decisions, so it is tested without a camera."""
 
     def __init__(self, config: CameraConfig) -> None:
         self.config = config
@@ -438,7 +438,7 @@ class CameraDriver(Driver):
 
 
 def _digest(frame: Frame) -> bytes:
-    """A cheap fingerprint: a live sensor's noise changes it in every frame.
+    """Return a cheap fingerprint that a live sensor's noise changes in every frame.
 
     Sampled pixels, not an average: averaging would smooth the noise away
     and make a still scene look frozen."""

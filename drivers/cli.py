@@ -381,11 +381,11 @@ def _new_drops(driver: Driver, already_shown: int) -> tuple[int, list[str]]:
 def _watch(
     driver: Driver,
     printer: _Printer,
-    documents_wanted: int,
+    max_documents: int,
     timeout_s: float | None,
     save: Path | None = None,
 ) -> int:
-    """Print events until `documents_wanted` documents (0 = forever) or timeout."""
+    """Print events until `max_documents` documents (0 = forever) or timeout."""
     shown_drops = 0
     documents = 0
     deadline = None if timeout_s is None else time.monotonic() + timeout_s
@@ -406,13 +406,13 @@ def _watch(
                         printer.line(f"cannot write {save}")
                         return 1
                     printer.line(f"saved {save}")
-                if documents_wanted and documents >= documents_wanted:
+                if max_documents and documents >= max_documents:
                     return 0
     except KeyboardInterrupt:
         return 0
     finally:
         driver.stop()
-    if documents_wanted:
+    if max_documents:
         printer.line(f"no document within {timeout_s:.0f} s")
         return 1
     return 0

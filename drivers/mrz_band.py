@@ -1,7 +1,7 @@
 """A fast detector of the MRZ band in a camera frame, and its quality measures.
 
 The camera driver only needs to know whether a document with an MRZ lies
-still and readable in front of it; reading the MRZ is the reader's job. The
+still and readable in front of it. Reading the MRZ is the reader's job. The
 detector looks for a wide band of two or three dark text lines:
 
 1. a morphological black-hat brings out dark characters on a light page;

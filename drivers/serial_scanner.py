@@ -72,7 +72,7 @@ class SerialPortInfo:
 
 
 def list_serial_ports() -> list[SerialPortInfo]:
-    """List the serial ports the system knows, with their by-id links."""
+    """List the system's serial ports with their /dev/serial/by-id links."""
     links: dict[str, list[str]] = {}
     for link in sorted(glob.glob(str(BY_ID_DIR / "*"))):
         links.setdefault(os.path.realpath(link), []).append(link)

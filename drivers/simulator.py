@@ -1,7 +1,7 @@
 """A simulated serial document reader on a pseudo-terminal.
 
 The simulator owns the master side of a pty and plays documents in one
-protocol, optionally with injected faults; a serial driver opens the slave
+protocol, optionally with injected faults. A serial driver opens the slave
 side like a real port. Closing the master simulates an unplugged cable.
 """
 
@@ -222,7 +222,7 @@ class ScannerSimulator:
             view = view[written:]
 
     def poll_commands(self) -> None:
-        """Read host commands from the master and answer them (command protocol)."""
+        """Read host commands from the master and respond to them (command protocol)."""
         master = self._master
         if master is None:
             return

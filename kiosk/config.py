@@ -57,7 +57,7 @@ class BackendSection:
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)
     timeout_s: float = field(default=5.0, metadata=_range(0.1, 300))
-    # How old the offline copy of the list may be before lookups say UNKNOWN.
+    # How old the offline copy of the list may be before lookups return UNKNOWN.
     offline_max_age_h: float = field(default=24.0, metadata=_range(0, 24 * 365))
     # Where api_key came from: "file", "env" or None. save_config writes a
     # key from the environment back to no file.
@@ -181,11 +181,11 @@ class KioskConfig:
 
     def driver(self, name: str | None = None) -> DriverConfig:
         """Return the driver section `name`, else the active one, else the only one."""
-        wanted = name or self.active_driver
-        if wanted:
-            if wanted not in self.drivers:
-                raise ConfigError(_unknown("driver", wanted, list(self.drivers)))
-            return self.drivers[wanted]
+        requested = name or self.active_driver
+        if requested:
+            if requested not in self.drivers:
+                raise ConfigError(_unknown("driver", requested, list(self.drivers)))
+            return self.drivers[requested]
         if len(self.drivers) == 1:
             return next(iter(self.drivers.values()))
         if not self.drivers:
@@ -374,10 +374,12 @@ def _build(cls: type[_T], values: Mapping[str, Any], context: str) -> _T:
 
 
 def _convert(value: Any, hint: Any, spec: dataclasses.Field[Any], context: str) -> Any:
-    shown = "<hidden>" if spec.name in _SECRET_KEYS else repr(value)
+    display_value = "<hidden>" if spec.name in _SECRET_KEYS else repr(value)
 
     def invalid(expected: str) -> ConfigError:
-        return ConfigError(f"{context}: {spec.name} = {shown} is invalid: {expected}")
+        return ConfigError(
+            f"{context}: {spec.name} = {display_value} is invalid: {expected}"
+        )
 
     origin = typing.get_origin(hint)
     if origin in (types.UnionType, typing.Union):

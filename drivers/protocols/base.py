@@ -60,7 +60,7 @@ class StatusFrame:
 
 
 Frame = MrzFrame | ImageFrame | StatusFrame
-# What an encoder turns into bytes: MRZ lines, or an encoded JPEG/PNG file.
+# Input of an encoder: MRZ lines, or an encoded JPEG or PNG file.
 Document = Sequence[str] | bytes
 
 

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from drivers import DeviceState, ImageCaptured, create_driver
+from drivers.errors import DriverConfigError, DriverStateError
 from drivers.folder import FolderDriver
 from drivers.specimens import SPECIMENS
-from kiosk.config import FolderConfig
+from kiosk.config import DriverConfig, FolderConfig
 from tests.drivers.driver_helpers import EventLog, jpeg_bytes, png_bytes
 
 TD1, TD3 = SPECIMENS["td1"], SPECIMENS["td3"]
@@ -119,3 +120,19 @@ def test_folder_watch_include_existing_and_missing_folder(tmp_path: Path) -> Non
         driver.stop()
     assert isinstance(log.images()[0], ImageCaptured)
     assert log.states()[:2] == [DeviceState.DISCONNECTED, DeviceState.CONNECTED]
+
+
+def test_driver_start_twice_rejected(tmp_path: Path) -> None:
+    driver = FolderDriver(FolderConfig(name="w", watch=str(tmp_path)))
+    driver.start()
+    try:
+        with pytest.raises(DriverStateError, match="already started"):
+            driver.start()
+    finally:
+        driver.stop()
+    assert not driver.running
+
+
+def test_create_driver_rejects_unknown_config() -> None:
+    with pytest.raises(DriverConfigError, match="DriverConfig"):
+        create_driver(DriverConfig(name="x"))
