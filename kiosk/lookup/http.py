@@ -9,6 +9,7 @@ bodies all end as UNKNOWN answers with the reason.
 from __future__ import annotations
 
 import logging
+import ssl
 import time
 import uuid
 from collections.abc import Sequence
@@ -50,6 +51,9 @@ class HttpLookup:
         client_cert: tuple[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """`verify` is True (system CAs), False, or a CA bundle file for a
+        private CA; `client_cert` is (certificate, key) PEM files for
+        services that require client certificates."""
         headers = {"User-Agent": "border-kiosk"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
@@ -61,8 +65,7 @@ class HttpLookup:
             base_url=self.base_url,
             headers=headers,
             timeout=httpx.Timeout(timeout_s),
-            verify=verify,
-            cert=client_cert,
+            verify=_tls_context(verify, client_cert),
             transport=transport,
         )
 
@@ -186,6 +189,25 @@ class HttpLookup:
 
     def close(self) -> None:
         self._client.close()
+
+
+def _tls_context(
+    verify: bool | str, client_cert: tuple[str, str] | None
+) -> ssl.SSLContext | bool:
+    if verify is False:
+        return False
+    try:
+        context = ssl.create_default_context(
+            cafile=verify if isinstance(verify, str) else None
+        )
+        if client_cert is not None:
+            context.load_cert_chain(client_cert[0], client_cert[1])
+    except (OSError, ssl.SSLError) as exc:
+        raise LookupFailed(
+            f"cannot load the TLS files for the lookup service: {exc}; check "
+            "the CA bundle and client certificate paths"
+        ) from exc
+    return context
 
 
 def _key_json(key: DocumentKey) -> dict[str, str]:
