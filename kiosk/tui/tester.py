@@ -129,9 +129,9 @@ class TesterScreen(Screen[None]):
     """Batch reads with streaming results and ground-truth totals."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+o", "focus_path", "Open path"),
-        Binding("ctrl+w", "toggle_watch", "Watch folder"),
-        Binding("ctrl+x", "stop", "Stop"),
+        Binding("f5", "focus_path", "Open path"),
+        Binding("f6", "toggle_watch", "Watch folder"),
+        Binding("f7", "stop", "Stop"),
     ]
 
     def __init__(self) -> None:
@@ -143,7 +143,7 @@ class TesterScreen(Screen[None]):
         self._watcher: FolderDriver | None = None
         self._total: int | None = None
         self._done = 0
-        self._reading = False
+        self.reading = False
 
     @property
     def kiosk(self) -> KioskApp:
@@ -199,10 +199,8 @@ class TesterScreen(Screen[None]):
 
     def open_path(self, path: Path, *, watch: bool = False) -> None:
         """Read one image, every image of a folder, or a folder's new files."""
-        if self._reading:
-            self.notify(
-                "Still reading: press Ctrl+X to stop first.", severity="warning"
-            )
+        if self.reading:
+            self.notify("Still reading: press F7 to stop first.", severity="warning")
             return
         if not path.exists():
             self.notify(f"{path} not found; check the path.", severity="error")
@@ -220,7 +218,7 @@ class TesterScreen(Screen[None]):
         if watch:
             self._total = None
             self._start_watch(path)
-            status = f"Watching {path} for new images; Ctrl+X stops."
+            status = f"Watching {path} for new images; F7 stops."
         else:
             images = _images_in(path)
             self._total = len(images)
@@ -233,7 +231,7 @@ class TesterScreen(Screen[None]):
         )
         self.query_one("#tester-status", Static).update(status)
         self._update_totals()
-        self._reading = True
+        self.reading = True
         self.run_worker(self._read_all, thread=True, group="tester", exclusive=True)
 
     def _start_watch(self, folder: Path) -> None:
@@ -303,7 +301,7 @@ class TesterScreen(Screen[None]):
         self._update_totals()
 
     def on_tester_done(self, message: TesterDone) -> None:
-        self._reading = False
+        self.reading = False
         self.query_one("#tester-status", Static).update(
             f"Finished ({message.reason}): {self._done} image(s) read."
         )

@@ -1,0 +1,108 @@
+"""Wording rules of the officer screen, checked without a terminal."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+
+from backend.records import LookupAnswer, Result
+from kiosk.pipeline import check_text
+from kiosk.tui.entry import validate_entry
+from kiosk.tui.present import Verdict, banner_for, mask_number, warning_lines
+from tests.tui.conftest import (
+    FROZEN_NOW,
+    STOLEN_NUMBER,
+    MemoryLookup,
+    passport,
+)
+
+
+@pytest.mark.parametrize(
+    ("number", "shown"),
+    [("L898902C3", "•••2C3"), ("AB<<", "•••AB"), ("", "-"), (None, "-")],
+)
+def test_mask_number(number: str | None, shown: str) -> None:
+    assert mask_number(number) == shown
+
+
+def test_verdicts_differ_without_colour() -> None:
+    glyphs = {verdict.glyph for verdict in Verdict}
+    titles = {verdict.title for verdict in Verdict}
+    assert len(glyphs) == len(Verdict)
+    assert len(titles) == len(Verdict)
+
+
+@pytest.mark.parametrize("result", list(Result))
+def test_banner_never_says_valid(client: MemoryLookup, result: Result) -> None:
+    outcome = check_text(passport("C01X00T47"), client, today=FROZEN_NOW.date())
+    outcome = dataclasses.replace(
+        outcome, lookup=LookupAnswer(result, data_version="v1", reason="timed out")
+    )
+    view = banner_for(outcome, queued=True)
+    words = " ".join((view.headline, *view.details))
+    assert not re.search(r"\bvalid\b", words, re.IGNORECASE)
+
+
+def test_no_record_banner_names_data_version(client: MemoryLookup) -> None:
+    outcome = check_text(passport("C01X00T47"), client, today=FROZEN_NOW.date())
+    view = banner_for(outcome)
+    assert view.verdict is Verdict.NO_RECORD
+    assert any("7-20261204T060000Z" in line for line in view.details)
+
+
+def test_not_checked_banner_promises_recheck_only_when_queued(
+    client: MemoryLookup,
+) -> None:
+    client.online = False
+    outcome = check_text(passport(STOLEN_NUMBER), client, today=FROZEN_NOW.date())
+    queued = " ".join(banner_for(outcome, queued=True).details)
+    not_queued = " ".join(banner_for(outcome, queued=False).details)
+    assert "Queued for re-check" in queued
+    assert "Queued for re-check" not in not_queued
+    assert "connection refused" in not_queued
+
+
+def test_warnings_list_expired_document(client: MemoryLookup) -> None:
+    lines = passport("C01X00T47")
+    outcome = check_text(lines, client, today=FROZEN_NOW.date().replace(year=2031))
+    assert any("expired" in line.lower() for line in warning_lines(outcome))
+
+
+def test_entry_waits_for_length() -> None:
+    state = validate_entry("P<UTOERIK")
+    assert state.format_name == "TD3"
+    assert not state.ready
+    assert state.line_states[0].summary() == "line 1: 9/44"
+
+
+def test_entry_flags_bad_character() -> None:
+    state = validate_entry("P<UTO eriksson")
+    assert "position 6: space is not allowed" in state.line_states[0].problems
+
+
+def test_entry_flags_scanner_unread_mark() -> None:
+    state = validate_entry("P<UTO_")
+    assert any("unread by the scanner" in p for p in state.line_states[0].problems)
+
+
+def test_entry_card_length_open_until_second_line() -> None:
+    first = "I<UTOD231458907<<<<<<<<<<<<<<<"
+    assert validate_entry(first).line_states[0].expected == (30, 36)
+    assert validate_entry(first + "\n7408").line_states[0].expected == (30,)
+
+
+def test_entry_complete_passport() -> None:
+    lines = passport(STOLEN_NUMBER)
+    state = validate_entry("\n".join(lines) + "\n")
+    assert state.ready
+    assert state.expected_lines == 2
+    assert all(ok for _, ok in state.line_states[1].checks)
+
+
+def test_entry_extra_line_reported() -> None:
+    lines = passport(STOLEN_NUMBER)
+    state = validate_entry("\n".join([*lines, lines[0]]))
+    assert not state.ready
+    assert state.errors

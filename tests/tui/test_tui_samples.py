@@ -1,0 +1,58 @@
+"""The bundled samples through the embedded store, as `make run` plays them."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from kiosk.cli import SAMPLE_IMAGES, SAMPLE_RECORDS
+from kiosk.lookup.embedded import EmbeddedLookup
+from kiosk.tui.app import KioskApp
+from kiosk.tui.feeder import SampleFeeder
+from kiosk.tui.modals import HitModal
+from kiosk.tui.officer import HistoryEntry
+from kiosk.tui.present import Verdict
+from tests.tui.conftest import frozen_clock
+
+SAMPLES = [SAMPLE_IMAGES / "td2-card-light.png", SAMPLE_IMAGES / "fra-id-light.jpg"]
+
+
+def verdicts(history: list[HistoryEntry]) -> list[Verdict]:
+    return [entry.verdict for entry in reversed(history)]
+
+
+async def test_samples_show_hit_then_no_record(tmp_path: Path) -> None:
+    client = EmbeddedLookup(tmp_path / "store.sqlite3", seed_csv=SAMPLE_RECORDS)
+    feeders: list[SampleFeeder] = []
+    holder: list[KioskApp] = []
+
+    def feeder(on_event):  # type: ignore[no-untyped-def]
+        made = SampleFeeder(
+            SAMPLES, interval_s=0.05, ready=holder[0].ready_for_next, on_event=on_event
+        )
+        feeders.append(made)
+        return made
+
+    app = KioskApp(client, clock=frozen_clock, drivers=[feeder], status_interval_s=0)
+    holder.append(app)
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(300):
+            await asyncio.sleep(0.05)
+            if isinstance(app.screen, HitModal):
+                break
+        assert isinstance(app.screen, HitModal)
+        # The feeder holds the next document until the HIT is acknowledged.
+        await asyncio.sleep(0.3)
+        assert verdicts(app.officer.history) == [Verdict.HIT]
+
+        await pilot.press("enter")
+        for _ in range(300):
+            await asyncio.sleep(0.05)
+            if len(app.officer.history) == 2:
+                break
+        assert verdicts(app.officer.history) == [Verdict.HIT, Verdict.NO_RECORD]
+        assert "samples" in app.officer.device_text
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+    assert feeders
+    assert not feeders[0].running
