@@ -119,7 +119,9 @@ def open_source(config: CameraConfig) -> FrameSource:
             raise DeviceNotFoundError(
                 f"camera {device} not found; list cameras with `kiosk drivers list`"
             )
-        return _open_camera(device, f"camera {device}", config)
+        # NOTE: opening V4L2 nodes by path was not tried on hardware here;
+        # the symlink is resolved so OpenCV sees the /dev/videoN node.
+        return _open_camera(os.path.realpath(device), f"camera {device}", config)
     path = Path(device)
     if path.is_dir():
         return ImageFolderSource(path)
@@ -164,6 +166,15 @@ def _open_camera(
     mode = reported_mode(capture)
     requested = f"{config.width}x{config.height} {config.fourcc or 'default'}"
     log.info("camera %s: requested %s, device gives %s", description, requested, mode)
+    if config.width and (mode.width, mode.height) != (config.width, config.height):
+        log.warning(
+            "camera %s: resolution %dx%d requested, device gives %dx%d",
+            description,
+            config.width,
+            config.height,
+            mode.width,
+            mode.height,
+        )
     return CaptureSource(capture, f"{description} ({mode})", live=True)
 
 

@@ -104,6 +104,10 @@ class ScannerSimulator:
             protocol, header=header, bcc=bcc, seed=seed
         )
         self.documents = list(documents) if documents else list(specimen_documents())
+        for document in self.documents:
+            if isinstance(document, bytes) != self.encoder.delivers_images:
+                wanted = "image files" if self.encoder.delivers_images else "MRZ lines"
+                raise DriverConfigError(f"protocol {protocol!r} sends {wanted} only")
         for fault in faults:
             if fault not in self.encoder.supported_faults:
                 supported = ", ".join(sorted(self.encoder.supported_faults))
@@ -163,6 +167,10 @@ class ScannerSimulator:
     @property
     def is_open(self) -> bool:
         return self._master is not None
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
 
     def start(self) -> None:
         if not self.is_open:
@@ -307,7 +315,7 @@ class SimulatedScanner(Driver):
         if (
             isinstance(event, StatusChanged)
             and event.state is DeviceState.CONNECTED
-            and self.simulator._thread is None
+            and not self.simulator.started
         ):
             # pyserial discards pending input on open, so play only from now.
             self.simulator.start()

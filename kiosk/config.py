@@ -306,14 +306,16 @@ def _check_driver(config: DriverConfig, context: str) -> None:
             f"{context}: fourcc = {config.fourcc!r} must have 4 characters, "
             "such as 'MJPG', or be empty"
         )
-    if (
-        isinstance(config, SimulatorConfig)
-        and config.protocol == "image"
-        and not config.images
-    ):
-        raise ConfigError(
-            f"{context}: the image protocol needs 'images' (a list of files)"
-        )
+    if isinstance(config, SimulatorConfig):
+        if config.protocol == "image" and not config.images:
+            raise ConfigError(
+                f"{context}: the image protocol needs 'images', a file list"
+            )
+        if config.protocol != "image" and config.images:
+            raise ConfigError(
+                f"{context}: 'images' needs protocol = \"image\"; "
+                "other protocols send MRZ text from 'mrz_file'"
+            )
 
 
 def parse_usb_id(text: str, context: str = "usb") -> tuple[int, int, str | None]:

@@ -194,3 +194,10 @@ def test_values_typed() -> None:
     assert config.kiosk.store_path == Path("x/y.db")
     assert parse_usb_id(serial.usb) == (0x067B, 0x2303, "AB12")
     assert parse_usb_id("1a86:7523") == (0x1A86, 0x7523, None)
+
+
+def test_simulator_images_need_image_protocol() -> None:
+    with pytest.raises(ConfigError, match="needs protocol"):
+        parse_config("[drivers.s]\ntype = 'simulator'\nimages = ['a.png']\n")
+    with pytest.raises(ConfigError, match="needs 'images'"):
+        parse_config("[drivers.s]\ntype = 'simulator'\nprotocol = 'image'\n")

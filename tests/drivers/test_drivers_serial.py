@@ -275,3 +275,10 @@ def test_encoders_cover_every_fault_somewhere() -> None:
     for protocol in ("plain", "stx-etx", "image"):
         covered |= make_encoder(protocol, bcc=True).supported_faults
     assert covered == set(FAULTS)
+
+
+def test_simulator_rejects_wrong_document_kind() -> None:
+    with pytest.raises(ValueError, match="MRZ lines only"):
+        ScannerSimulator("plain", [jpeg_bytes()])
+    with pytest.raises(ValueError, match="image files only"):
+        ScannerSimulator("image", [TD3])
