@@ -68,6 +68,8 @@ class ServiceSettings:
     # answer instead of a second audit entry, in seconds.
     replay_window_s: float = 600.0
     replay_entries: int = 50_000
+    # Memory bound of the replay cache; the oldest bodies go first.
+    replay_max_bytes: int = 64 * 1024 * 1024
     key_cache_s: float = 60.0
 
 
@@ -175,11 +177,13 @@ class _RateLimiter:
 
 
 class _ReplayCache:
-    """Answers by (terminal, request id), so a retried request is idempotent."""
+    """Response bodies by (terminal, request id), so a retry is idempotent."""
 
-    def __init__(self, window_s: float, entries: int) -> None:
+    def __init__(self, window_s: float, entries: int, max_bytes: int) -> None:
         self._window = window_s
         self._entries = entries
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._data: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -192,10 +196,16 @@ class _ReplayCache:
 
     def put(self, key: tuple[str, str], body: bytes) -> None:
         with self._lock:
+            previous = self._data.pop(key, None)
+            if previous is not None:
+                self._bytes -= len(previous[1])
             self._data[key] = (time.monotonic() + self._window, body)
-            self._data.move_to_end(key)
-            while len(self._data) > self._entries:
-                self._data.popitem(last=False)
+            self._bytes += len(body)
+            while self._data and (
+                len(self._data) > self._entries or self._bytes > self._max_bytes
+            ):
+                _, (_, dropped) = self._data.popitem(last=False)
+                self._bytes -= len(dropped)
 
 
 class ApiError(Exception):
@@ -272,7 +282,11 @@ class _GuardMiddleware:
             if incoming and _REQUEST_ID_RE.match(incoming)
             else uuid.uuid4().hex
         )
-        scope.setdefault("state", {})["request_id"] = request_id
+        state = scope.setdefault("state", {})
+        state["request_id"] = request_id
+        # Only a client-chosen id can come back in a retry, so only those
+        # responses are worth keeping for replay.
+        state["client_request_id"] = bool(incoming)
         status_holder = {"status": 500}
 
         async def send_with_id(message: Message) -> None:
@@ -379,7 +393,9 @@ def create_app(
     settings = settings or ServiceSettings()
     metrics = _Metrics()
     limiter = _RateLimiter(settings.rate_per_terminal, settings.burst_per_terminal)
-    replays = _ReplayCache(settings.replay_window_s, settings.replay_entries)
+    replays = _ReplayCache(
+        settings.replay_window_s, settings.replay_entries, settings.replay_max_bytes
+    )
     key_cache: dict[str, tuple[str, float]] = {}
     key_lock = threading.Lock()
 
@@ -431,6 +447,7 @@ def create_app(
                 "with 'kiosk-backend keys add TERMINAL_ID'",
                 {"WWW-Authenticate": "Bearer"},
             )
+
         key_hash = hash_api_key(token)
         now = time.monotonic()
         with key_lock:
@@ -450,6 +467,7 @@ def create_app(
             terminal = found
             with key_lock:
                 key_cache[key_hash] = (terminal, now + settings.key_cache_s)
+
         wait = limiter.take(terminal)
         if wait is not None:
             raise ApiError(
@@ -539,7 +557,8 @@ def create_app(
             return replay
         (answer,) = run_lookup(terminal, request_id, [key])
         response = _json_response(200, answer_json(answer, request_id), request_id)
-        replays.put((terminal, request_id), bytes(response.body))
+        if request.scope["state"].get("client_request_id"):
+            replays.put((terminal, request_id), bytes(response.body))
         logger.debug(
             "request %s terminal %s: %s", request_id, terminal, answer.result.value
         )
@@ -565,7 +584,8 @@ def create_app(
             "answers": [answer_json(a, request_id) for a in answers],
         }
         response = _json_response(200, payload, request_id)
-        replays.put((terminal, request_id), bytes(response.body))
+        if request.scope["state"].get("client_request_id"):
+            replays.put((terminal, request_id), bytes(response.body))
         logger.debug(
             "request %s terminal %s: batch of %d", request_id, terminal, len(answers)
         )

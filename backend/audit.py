@@ -5,7 +5,7 @@ data version and, per document, a keyed BLAKE2b digest of the document key
 with the result. The document number itself is never written. Each line
 carries `prev` (the previous line's `mac`) and `mac`, an HMAC-SHA256 under
 the audit key over the line without `mac`. Editing, reordering or removing a
-line breaks the chain; a `.head` file beside the log names the last
+line breaks the chain. A `.head` file beside the log names the last
 acknowledged line, so removing lines at the end is detected too.
 
 Lines are written with one os.write on an O_APPEND descriptor, so a written
@@ -201,9 +201,9 @@ class VerifyReport:
 def verify(path: Path, key: bytes) -> VerifyReport:
     """Check every line's MAC, the chain and the head file of an audit log.
 
-    NOTE: a head file rewritten by someone holding the audit key, together
-    with the lines after it removed, is not detected; keep the key away from
-    the log's host or copy the head elsewhere to catch that.
+    NOTE: someone holding the audit key can cut lines from the end and
+    rewrite the head to match, and that is not detected. Keep the key off
+    the log's host, or copy the head elsewhere, to catch it.
     """
     report = VerifyReport()
     prev = _GENESIS

@@ -10,8 +10,9 @@ into each store with `kiosk-backend import`'s code path, then measures:
   load-generator processes, against `kiosk-backend serve` in its own
   process: p50/p99, requests/s and documents/s, and the server's peak RSS.
 
-The load generator runs on the same machine as the service, so both share
-its cores; the HTTP figures are a lower bound for a separate client.
+The load generator runs on the same machine as the service and shares its
+cores with it. The HTTP figures are therefore a lower bound for a client on
+another machine.
 
     python -m tools.bench_lookup --records 1000000
 """
@@ -29,7 +30,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,16 +133,6 @@ def _pair(values: Sequence[float], scale: float, unit: str, digits: int) -> str:
     p50 = percentile(values, 0.5) * scale
     p99 = percentile(values, 0.99) * scale
     return f"{p50:.{digits}f} / {p99:.{digits}f} {unit}"
-
-
-def time_calls(calls: Sequence[Callable[[], object]]) -> list[float]:
-    """Return the duration of each call in seconds."""
-    durations = []
-    for call in calls:
-        started = time.perf_counter()
-        call()
-        durations.append(time.perf_counter() - started)
-    return durations
 
 
 def bench_store_lookups(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
@@ -108,6 +109,4 @@ class EmbeddedLookup:
 
 
 def _with_source(answer: LookupAnswer) -> LookupAnswer:
-    import dataclasses
-
     return dataclasses.replace(answer, source=SOURCE)

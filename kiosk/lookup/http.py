@@ -32,10 +32,6 @@ _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 _MAX_RETRY_AFTER_S = 5.0
 
 
-class _Rejected(Exception):
-    """The service answered with a status that a retry will not change."""
-
-
 class HttpLookup:
     """Checks keys against the lookup service over HTTP(S)."""
 
@@ -60,7 +56,6 @@ class HttpLookup:
         self.base_url = base_url.rstrip("/")
         self.retries = retries
         self.backoff_s = backoff_s
-        self._has_key = bool(api_key)
         self._client = httpx.Client(
             base_url=self.base_url,
             headers=headers,

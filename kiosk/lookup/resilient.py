@@ -9,6 +9,7 @@ offline copy and drains the queue while the link is up.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -38,7 +39,6 @@ class ResilientLookup:
         self.queue = queue
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._online_ok: bool | None = None
 
     def lookup(self, key: DocumentKey) -> LookupAnswer:
         return self.lookup_many([key])[0]
@@ -46,7 +46,6 @@ class ResilientLookup:
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         answers = self.online.lookup_many(keys)
         missing = [i for i, a in enumerate(answers) if a.result is Result.UNKNOWN]
-        self._online_ok = not missing
         if not missing:
             return answers
         if self.offline is not None:
@@ -75,10 +74,8 @@ class ResilientLookup:
         if self.offline is not None:
             try:
                 self.offline.sync(self.online)
-                self._online_ok = True
             except LookupFailed as exc:
                 logger.warning("offline copy sync failed: %s", exc)
-                self._online_ok = False
                 return
         if self.queue is not None and len(self.queue):
             self.queue.drain(self.online)
@@ -128,7 +125,5 @@ class ResilientLookup:
 
 
 def _join_reasons(online: LookupAnswer, offline: LookupAnswer) -> LookupAnswer:
-    import dataclasses
-
     reason = f"{online.reason}; {offline.reason}"
     return dataclasses.replace(online, reason=reason)

@@ -307,3 +307,24 @@ def test_logs_carry_no_document_number(
         client.post("/v1/lookup", json=key_json("L8989'02C3"), headers=AUTH)
     assert caplog.records
     assert all("L8989" not in record.getMessage() for record in caplog.records)
+
+
+def test_replay_cache_bounded_by_bytes() -> None:
+    from backend.app import _ReplayCache
+
+    cache = _ReplayCache(window_s=60, entries=100, max_bytes=25)
+    cache.put(("T", "a"), b"x" * 10)
+    cache.put(("T", "b"), b"y" * 10)
+    cache.put(("T", "c"), b"z" * 10)
+    assert cache.get(("T", "a")) is None
+    assert cache.get(("T", "b")) == b"y" * 10
+    assert cache.get(("T", "c")) == b"z" * 10
+
+
+def test_server_chosen_ids_not_replayed(client: TestClient) -> None:
+    first = client.post("/v1/lookup", json=key_json(), headers=AUTH)
+    generated = first.headers["X-Request-ID"]
+    again = client.post(
+        "/v1/lookup", json=key_json(), headers={**AUTH, "X-Request-ID": generated}
+    )
+    assert "X-Idempotent-Replay" not in again.headers
