@@ -194,8 +194,10 @@ class SerialScanner(Driver):
                 continue
             backoff = _FIRST_BACKOFF_S
             reported_outage = False
-            reason = self._serve(port)
-            self._close_port()
+            try:
+                reason = self._serve(port)
+            finally:
+                self._close_port()
             if not self._stop_event.is_set():
                 self.emit_status(DeviceState.DISCONNECTED, reason)
                 reported_outage = True

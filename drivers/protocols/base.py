@@ -136,13 +136,17 @@ class Decoder(abc.ABC):
     def flush(self) -> list[Frame]:
         """End the current document after an idle timeout.
 
-        The default drops a partial frame; protocols whose documents end by
-        silence override this."""
-        if self._buffer:
+        The incomplete frame at the buffer start is dropped by its first byte
+        only, and the rest is decoded again: a length field read from noise
+        may have made the decoder wait for, and hold, real frames behind it.
+        Protocols whose documents end by silence override this."""
+        frames: list[Frame] = []
+        while self._buffer:
             self._drop(f"incomplete frame of {len(self._buffer)} bytes at timeout")
-            self._consume(len(self._buffer))
+            self._consume(1)
+            frames += self.feed(b"")
         self._end_noise_run()
-        return []
+        return frames
 
     @property
     def pending(self) -> int:

@@ -10,7 +10,7 @@ this implementation, not taken from a vendor manual.
 from __future__ import annotations
 
 from drivers.protocols.base import Document, Encoder, as_lines, cut_lines
-from drivers.protocols.framing import FrameFormat, build_frame
+from drivers.protocols.framing import MRZ_MAX_PAYLOAD, FrameFormat, build_frame
 from drivers.protocols.stx_etx import MrzFrameDecoder, mrz_payload
 
 START_OF_DATA = b"\x1c"
@@ -18,7 +18,12 @@ END_OF_DATA = b"\x1d"
 
 
 def cute_format(bcc: bool) -> FrameFormat:
-    return FrameFormat(bcc=bcc, start_marker=START_OF_DATA, end_marker=END_OF_DATA)
+    return FrameFormat(
+        bcc=bcc,
+        start_marker=START_OF_DATA,
+        end_marker=END_OF_DATA,
+        max_payload=MRZ_MAX_PAYLOAD,
+    )
 
 
 class CuteDecoder(MrzFrameDecoder):

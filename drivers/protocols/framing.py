@@ -18,6 +18,9 @@ from drivers.protocols.base import ETX, SOH, STX, Decoder, Frame, xor_bcc
 # No MRZ frame comes near this; a larger "frame" is noise that happened to
 # contain an STX.
 DEFAULT_MAX_PAYLOAD = 4096
+# Three 30-character lines with separators and padding take under 100 bytes.
+# A low limit makes a length field read from noise rarely look valid.
+MRZ_MAX_PAYLOAD = 256
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,8 @@ class JsonDecoder(FrameDecoder):
     name = "json"
 
     def __init__(self, *, bcc: bool = False) -> None:
-        super().__init__(FrameFormat(bcc=bcc))
+        # JSON quoting roughly doubles an MRZ payload; 1 KiB leaves room.
+        super().__init__(FrameFormat(bcc=bcc, max_payload=1024))
 
     def _interpret(self, frame: RawFrame) -> list[Frame] | None:
         size = len(frame.payload)

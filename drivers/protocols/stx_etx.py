@@ -16,7 +16,13 @@ from drivers.protocols.base import (
     cut_lines,
     decode_ascii_lines,
 )
-from drivers.protocols.framing import FrameDecoder, FrameFormat, RawFrame, build_frame
+from drivers.protocols.framing import (
+    MRZ_MAX_PAYLOAD,
+    FrameDecoder,
+    FrameFormat,
+    RawFrame,
+    build_frame,
+)
 
 
 class MrzFrameDecoder(FrameDecoder):
@@ -38,7 +44,9 @@ class StxEtxDecoder(MrzFrameDecoder):
     name = "stx-etx"
 
     def __init__(self, *, header: bool = False, bcc: bool = False) -> None:
-        super().__init__(FrameFormat(header=header, bcc=bcc))
+        super().__init__(
+            FrameFormat(header=header, bcc=bcc, max_payload=MRZ_MAX_PAYLOAD)
+        )
 
 
 def mrz_payload(lines: list[str], three_lines: bool) -> bytes:

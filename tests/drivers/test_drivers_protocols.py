@@ -344,3 +344,23 @@ def test_frame_found_after_noise(
     stream = noise + make_encoder(name, **options).encode(TD3)
     frames = decoder.feed(stream[:split]) + decoder.feed(stream[split:])
     assert mrz_lines(frames) == [TD3]
+
+
+def test_noise_length_field_recovered_at_flush() -> None:
+    fmt = FrameFormat(header=True)
+    real = build_frame("\r".join(TD1).encode(), fmt)
+    # SOH, a length of 255 and STX at the right place: a header made of noise.
+    bogus = b"\x01\x00\xffMT\x02"
+    decoder = StxEtxDecoder(header=True)
+    assert decoder.feed(bogus + real) == []
+    assert mrz_lines(decoder.flush()) == [TD1]
+    assert "incomplete frame" in decoder.dropped[0]
+    assert decoder.pending == 0
+
+
+def test_header_length_above_mrz_limit_dropped() -> None:
+    fmt = FrameFormat(header=True)
+    real = build_frame("\r".join(TD2).encode(), fmt)
+    decoder = StxEtxDecoder(header=True)
+    assert mrz_lines(decoder.feed(b"\x01\x02\x00MT\x02" + real)) == [TD2]
+    assert "limit 256" in decoder.dropped[0]
