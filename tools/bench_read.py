@@ -50,6 +50,13 @@ KIOSK_NAME: Final = "kiosk reader"
 BASELINE_NAME: Final = "PassportEye"
 # Set in the re-executed, pinned process so it does not pin and re-execute again.
 PINNED_ENV: Final = "KIOSK_BENCH_PINNED"
+PROGRESS_EVERY: Final = 25
+ORIENTATIONS: Final = (
+    "upright",
+    "sideways, turned clockwise",
+    "upside down",
+    "sideways, turned anticlockwise",
+)
 THREAD_ENV: Final = (
     "OMP_THREAD_LIMIT",
     "OMP_NUM_THREADS",
@@ -82,14 +89,15 @@ class Score:
     rejected: int = 0
     errors: int = 0
     seconds: list[float] = field(default_factory=list)
-    exact_by_group: dict[str, list[int]] = field(default_factory=dict)
+    # Per grouping ("format", "damage", "orientation") and value: [exact, total].
+    exact_by_group: dict[str, dict[str, list[int]]] = field(default_factory=dict)
 
     def add(
         self,
         outcome: Outcome,
         lines: Sequence[str],
         number: str | None,
-        group: str,
+        groups: dict[str, str],
     ) -> bool:
         """Count `outcome` against the true `lines`; return whether it was exact."""
         exact = outcome.lines is not None and list(outcome.lines) == list(lines)
@@ -103,9 +111,12 @@ class Score:
         self.rejected += not outcome.accepted
         self.errors += outcome.error is not None
         self.seconds.append(outcome.seconds)
-        counts = self.exact_by_group.setdefault(group, [0, 0])
-        counts[0] += exact
-        counts[1] += 1
+        for grouping, value in groups.items():
+            counts = self.exact_by_group.setdefault(grouping, {}).setdefault(
+                value, [0, 0]
+            )
+            counts[0] += exact
+            counts[1] += 1
         return exact
 
     def median(self) -> float:
@@ -212,7 +223,7 @@ class Sample:
     data: bytes
     lines: tuple[str, ...]
     document_number: str | None
-    group: str
+    groups: dict[str, str]
 
 
 def rendered_samples(seed: int, count: int) -> Iterable[Sample]:
@@ -229,7 +240,11 @@ def rendered_samples(seed: int, count: int) -> Iterable[Sample]:
             encoded.tobytes(),
             tuple(case.truth["lines"]),
             case.truth["document_number"],
-            case.truth["format"],
+            {
+                "format": case.truth["format"],
+                "damage": case.truth["level"],
+                "orientation": ORIENTATIONS[case.truth["damage"]["quarter_turns"]],
+            },
         )
 
 
@@ -245,7 +260,7 @@ def specimen_samples(specimen_dir: Path) -> list[Sample]:
                 (specimen_dir / name).read_bytes(),
                 lines,
                 _number_from_lines(lines),
-                str(truth[name].get("format", "?")),
+                {"format": str(truth[name].get("format", "?"))},
             )
         )
     return samples
@@ -268,13 +283,13 @@ def run_set(
         # details file may contain the MRZ text.
         row: dict[str, Any] = {
             "image": sample.image_id,
-            "group": sample.group,
+            **sample.groups,
             "truth": list(sample.lines),
         }
         for name, reader in readers.items():
             outcome = _run_guarded(name, reader, sample.data, sample.image_id)
             exact = scores[name].add(
-                outcome, sample.lines, sample.document_number, sample.group
+                outcome, sample.lines, sample.document_number, sample.groups
             )
             row[name] = {
                 "exact": exact,
@@ -286,6 +301,9 @@ def run_set(
             }
         if details is not None:
             details.append(row)
+        done = scores_images(scores)
+        if done % PROGRESS_EVERY == 0:
+            logger.info("read %d images", done)
     return scores
 
 
@@ -331,20 +349,27 @@ def format_table(
     return "\n".join(rows)
 
 
-def format_groups(scores: dict[str, Score], title: str) -> str:
-    """Format exact-MRZ rates per group (format) as Markdown."""
+def format_groups(scores: dict[str, Score], grouping: str) -> str:
+    """Format exact-MRZ counts per value of `grouping` as a Markdown table."""
     names = list(scores)
-    groups = sorted({g for score in scores.values() for g in score.exact_by_group})
+    values = sorted(
+        {
+            value
+            for score in scores.values()
+            for value in score.exact_by_group.get(grouping, {})
+        }
+    )
     rows = [
-        f"| {title} | " + " | ".join(names) + " |",
+        f"| {grouping} | " + " | ".join(names) + " |",
         "|" + " --- |" * (len(names) + 1),
     ]
-    for group in groups:
+    for value in values:
         cells = []
         for name in names:
-            exact, total = scores[name].exact_by_group.get(group, [0, 0])
+            counts = scores[name].exact_by_group.get(grouping, {})
+            exact, total = counts.get(value, [0, 0])
             cells.append(f"{exact}/{total}")
-        rows.append(f"| {group} | " + " | ".join(cells) + " |")
+        rows.append(f"| {value} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
 
 
@@ -378,16 +403,26 @@ def _package_version(name: str) -> str:
         return "not installed"
 
 
-def machine_description() -> list[str]:
-    """Describe the machine and software versions, one item per line."""
+def _load_average() -> str:
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.1f} / {five:.1f} / {fifteen:.1f}"
+
+
+def machine_description(load_at_start: str) -> list[str]:
+    """Describe the machine, its load and the software versions, one per line."""
     if hasattr(os, "sched_getaffinity"):
         cpus = ",".join(str(cpu) for cpu in sorted(os.sched_getaffinity(0)))
     else:
-        cpus = "not pinned"
+        cpus = "any (affinity not supported)"
     commit = _first_line(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
     return [
         f"CPU: {_cpu_model()}, {os.cpu_count()} logical CPUs, "
-        f"benchmark pinned to CPU {cpus}",
+        f"benchmark ran on CPU {cpus}",
+        f"Load average (1 / 5 / 15 min) at start {load_at_start}, at end "
+        f"{_load_average()}; other processes may share the machine",
         f"OS: {platform.platform()}",
         f"Python {platform.python_version()}, numpy {np.__version__}, "
         f"OpenCV {cv2.__version__}, PassportEye {_package_version('passporteye')}",
@@ -549,6 +584,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         deadline = time.monotonic() + args.limit_time
     details: list[dict[str, Any]] = []
     started = time.monotonic()
+    load_at_start = _load_average()
     try:
         rendered = run_set(
             rendered_samples(args.seed, args.count),
@@ -565,6 +601,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             format_table(rendered, unavailable),
         ),
         ("Exact MRZ per format, rendered set", format_groups(rendered, "format")),
+        ("Exact MRZ per damage level, rendered set", format_groups(rendered, "damage")),
+        (
+            "Exact MRZ per orientation, rendered set",
+            format_groups(rendered, "orientation"),
+        ),
     ]
 
     specimen_dir = args.shared_dir / "specimens"
@@ -579,7 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for title, body in sections:
         print(f"\n## {title}\n\n{body}")
     command = "python -m tools.bench_read " + shlex.join(args_list)
-    machine = machine_description()
+    machine = machine_description(load_at_start)
     if str(args.output) != "-":
         write_report(args.output, command.strip(), sections, machine)
         print(f"\nwrote {args.output}")

@@ -10,12 +10,13 @@ from tools import bench_read
 from tools.bench_read import Outcome, Score, format_groups, format_table
 
 TRUTH = ("I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6")
+TD1 = {"format": "TD1", "damage": "light"}
 WRONG = ("I<UTOD231458901<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6")
 
 
 def test_score_counts_silent_misread() -> None:
     score = Score()
-    score.add(Outcome(WRONG, True, "D23145890", 0.1), TRUTH, "D23145890", "TD1")
+    score.add(Outcome(WRONG, True, "D23145890", 0.1), TRUTH, "D23145890", TD1)
     assert score.images == 1
     assert score.exact == 0
     assert score.silent == 1
@@ -26,22 +27,23 @@ def test_score_counts_silent_misread() -> None:
 
 def test_score_counts_exact_and_rejection() -> None:
     score = Score()
-    assert score.add(Outcome(TRUTH, True, "D23145890", 0.2), TRUTH, "D23145890", "TD1")
-    assert not score.add(
-        Outcome(None, False, None, 0.4, "ValueError"), TRUTH, "X", "TD1"
-    )
+    assert score.add(Outcome(TRUTH, True, "D23145890", 0.2), TRUTH, "D23145890", TD1)
+    assert not score.add(Outcome(None, False, None, 0.4, "ValueError"), TRUTH, "X", TD1)
     assert score.exact == 1
     assert score.silent == 0
     assert score.rejected == 1
     assert score.errors == 1
-    assert score.exact_by_group == {"TD1": [1, 2]}
+    assert score.exact_by_group == {
+        "format": {"TD1": [1, 2]},
+        "damage": {"light": [1, 2]},
+    }
     assert score.median() == pytest.approx(0.3)
 
 
 def test_table_shows_speed_ratio_and_missing_reader() -> None:
     fast, slow = Score(), Score()
-    fast.add(Outcome(TRUTH, True, None, 0.1), TRUTH, None, "TD1")
-    slow.add(Outcome(None, False, None, 1.0), TRUTH, None, "TD1")
+    fast.add(Outcome(TRUTH, True, None, 0.1), TRUTH, None, TD1)
+    slow.add(Outcome(None, False, None, 1.0), TRUTH, None, TD1)
     table = format_table(
         {"kiosk reader": fast, "PassportEye": slow}, {"other": "not available"}
     )
