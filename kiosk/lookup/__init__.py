@@ -23,12 +23,15 @@ def open_client(
     retries: int = 2,
     tls_verify: bool | str = True,
     client_cert: tuple[str, str] | None = None,
+    maintain_every_s: float | None = 60.0,
 ) -> LookupClient:
     """Return the embedded client when `backend_url` is None, else the online one.
 
     The online client keeps its offline copy and recheck queue beside
-    `embedded_path` (`offline.sqlite3` and `rechecks.sqlite3`). Call
-    `maintain()` or `start()` on it to sync the copy and drain the queue.
+    `embedded_path` (`offline.sqlite3` and `rechecks.sqlite3`). Unless
+    `maintain_every_s` is None, a daemon thread syncs the copy and drains the
+    queue at that interval (`close()` stops it). Raises LookupFailed when
+    the TLS files cannot be loaded; lookups themselves never raise.
     """
     if backend_url is None:
         from kiosk.lookup.embedded import EmbeddedLookup
@@ -49,8 +52,11 @@ def open_client(
         verify=tls_verify,
         client_cert=client_cert,
     )
-    return ResilientLookup(
+    client = ResilientLookup(
         online,
         offline=OfflineCopy(folder / "offline.sqlite3", max_age=offline_max_age),
         queue=RecheckQueue(folder / "rechecks.sqlite3", on_late_hit=on_late_hit),
     )
+    if maintain_every_s is not None:
+        client.start(maintain_every_s)
+    return client

@@ -86,11 +86,14 @@ class ResilientLookup:
             return
 
         def loop() -> None:
-            while not self._stop.wait(interval_s):
+            # The first run is immediate, so a fresh kiosk gets its offline
+            # copy without waiting a whole interval.
+            while not self._stop.is_set():
                 try:
                     self.maintain()
                 except Exception:
                     logger.exception("lookup maintenance failed")
+                self._stop.wait(interval_s)
 
         self._thread = threading.Thread(
             target=loop, name="lookup-maintenance", daemon=True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -97,6 +98,7 @@ def test_open_client_picks_mode(tmp_path: Path) -> None:
         embedded_path=tmp_path / "e.sqlite3",
         seed_csv=None,
         retries=0,
+        maintain_every_s=None,
     )
     assert isinstance(remote, ResilientLookup)
     assert remote.lookup(HIT_KEY).result is Result.UNKNOWN
@@ -360,3 +362,23 @@ def test_queue_keeps_unknown_on_failed_recheck(tmp_path: Path) -> None:
     client.close()
     queue.close()
     assert oct((tmp_path / "q.sqlite3").stat().st_mode & 0o777) == "0o600"
+
+
+def test_background_maintenance_syncs(
+    live_service: LiveService, tmp_path: Path
+) -> None:
+    client = open_client(
+        live_service.url,
+        api_key=API_KEY,
+        embedded_path=tmp_path / "kiosk" / "list.sqlite3",
+        seed_csv=None,
+        maintain_every_s=0.05,
+    )
+    assert isinstance(client, ResilientLookup)
+    assert client.offline is not None
+    deadline = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=10)
+    while client.offline.service_version is None:
+        assert dt.datetime.now(dt.UTC) < deadline, "offline copy never synced"
+        time.sleep(0.02)
+    assert client.offline.service_version == live_service.store.data_version()
+    client.close()
