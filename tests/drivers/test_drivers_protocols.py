@@ -364,3 +364,15 @@ def test_header_length_above_mrz_limit_dropped() -> None:
     decoder = StxEtxDecoder(header=True)
     assert mrz_lines(decoder.feed(b"\x01\x02\x00MT\x02" + real)) == [TD2]
     assert "limit 256" in decoder.dropped[0]
+
+
+@pytest.mark.parametrize(("name", "options"), VARIANTS[1:], ids=VARIANT_IDS[1:])
+@settings(max_examples=60, deadline=None)
+@given(noise=st.binary(max_size=80))
+def test_frame_survives_any_noise_with_flush(
+    name: str, options: dict[str, bool], noise: bytes
+) -> None:
+    decoder = make_decoder(name, **options)
+    frames = decoder.feed(noise + make_encoder(name, **options).encode(TD2))
+    frames += decoder.flush()
+    assert mrz_lines(frames) == [TD2]
