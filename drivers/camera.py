@@ -119,8 +119,8 @@ def open_source(config: CameraConfig) -> FrameSource:
             raise DeviceNotFoundError(
                 f"camera {device} not found; list cameras with `kiosk drivers list`"
             )
-        # NOTE: opening V4L2 nodes by path was not tried on hardware here;
-        # the symlink is resolved so OpenCV sees the /dev/videoN node.
+        # NOTE: opening a camera by a /dev/v4l/by-id path is untested on
+        # hardware. The link is resolved so OpenCV opens the /dev/videoN node.
         return _open_camera(os.path.realpath(device), f"camera {device}", config)
     path = Path(device)
     if path.is_dir():
@@ -233,6 +233,7 @@ class AutoCapture:
                 decision = "removed"
             self.last = FrameCheck(None, 0.0, 0.0, False, decision)
             return self.last
+
         self._missing = 0
         steady = self._is_steady(frame.shape[1])
         sharp = sharpness(gray, band)
