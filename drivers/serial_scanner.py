@@ -165,7 +165,7 @@ class SerialScanner(Driver):
     @property
     def drops(self) -> int:
         """Frames and noise runs dropped since start, over all connections."""
-        return self._earlier_drops + len(self._decoder.dropped)
+        return self._earlier_drops + self._decoder.drop_count
 
     @property
     def decoder(self) -> Decoder:
@@ -209,7 +209,7 @@ class SerialScanner(Driver):
         with self._port_lock:
             self._port = port
         self.port_path = path
-        self._earlier_drops += len(self._decoder.dropped)
+        self._earlier_drops += self._decoder.drop_count
         self._decoder = self._new_decoder()
         self.emit_status(
             DeviceState.CONNECTED,

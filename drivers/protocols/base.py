@@ -123,6 +123,8 @@ class Decoder(abc.ABC):
         self._offset = 0
         # Recent drop reasons, for technician views and tests.
         self.dropped: collections.deque[str] = collections.deque(maxlen=100)
+        # All drops and noise reports, including those `dropped` no longer keeps.
+        self.drop_count = 0
         self.noise_bytes = 0
         # Skipped bytes since the last report, so a noisy line or a wrong
         # baud rate logs one line per gap between frames, not one per chunk.
@@ -182,12 +184,14 @@ class Decoder(abc.ABC):
             "any frame (line noise, or a wrong baud rate if this repeats)"
         )
         self._noise_run = 0
+        self.drop_count += 1
         self.dropped.append(message)
         log.warning("%s decoder: %s", self.name, message)
 
     def _drop(self, reason: str) -> None:
         self._end_noise_run()
         message = f"offset {self._offset}: {reason}"
+        self.drop_count += 1
         self.dropped.append(message)
         log.warning("%s decoder dropped a frame: %s", self.name, message)
 

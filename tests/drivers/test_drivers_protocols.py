@@ -376,3 +376,11 @@ def test_frame_survives_any_noise_with_flush(
     frames = decoder.feed(noise + make_encoder(name, **options).encode(TD2))
     frames += decoder.flush()
     assert mrz_lines(frames) == [TD2]
+
+
+def test_drop_count_outlives_reason_list() -> None:
+    decoder = make_decoder("stx-etx")
+    for _ in range(150):
+        decoder.feed(b"\x02bad\x03")
+    assert decoder.drop_count == 150
+    assert len(decoder.dropped) == 100
