@@ -89,6 +89,12 @@ def background(rng: np.random.Generator, h: int, w: int) -> FloatArray:
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
     bg = np.full((h, w), level, np.float32)
     bg += rng.uniform(-30, 30) * xx / max(w, 1) + rng.uniform(-20, 20) * yy / h
+    if rng.random() < 0.25:
+        # The edge of a printed zone (the MRZ's white strip on a tinted page)
+        # running through the line.
+        edge = rng.uniform(0.2, 0.8) * h + xx * rng.normal(0, 0.02)
+        step = rng.uniform(-70, 70)
+        bg += np.where(yy < edge, step, 0.0).astype(np.float32)
     for _ in range(int(rng.integers(0, 4))):
         period = rng.uniform(4, 40)
         angle = rng.uniform(0, np.pi)
@@ -300,7 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     x, y = make_samples(rng, renderer, args.lines)
     x_val, y_val = make_samples(rng, renderer, max(args.lines // 10, 20))
-    log.info("rendered %d + %d cells in %.0f s", len(y), len(y_val), time.monotonic() - started)
+    log.info(
+        "rendered %d + %d cells in %.0f s",
+        len(y),
+        len(y_val),
+        time.monotonic() - started,
+    )
 
     model = train(x, y, rng, args.hidden, args.epochs)
     val_logits = logits_from_features(model, x_val)

@@ -166,16 +166,20 @@ def _band_around(seed: TextLine, lines: list[TextLine]) -> Band:
             continue
         if not 0.6 < other.length / seed.length < 1.6:
             continue
+        if not 0.6 < other.thickness / seed.thickness < 1.7:
+            continue
         members.append((across, other))
     offsets = [m[0] for m in members]
-    lo = min(offsets) - 1.6 * seed.thickness
-    hi = max(offsets) + 1.6 * seed.thickness
+    # Room for a line the blob search missed on either side.
+    lo = min(offsets) - 2.5 * seed.thickness
+    hi = max(offsets) + 2.5 * seed.thickness
     mid = (lo + hi) / 2
     length = max(m[1].length for m in members)
     return Band(
         cx=seed.cx - mid * dy,
         cy=seed.cy + mid * dx,
-        width=length * 1.12 + 4 * seed.thickness,
+        # Generous: the blob may miss faint fillers at either end of the line.
+        width=length * 1.3 + 4 * seed.thickness,
         height=hi - lo,
         angle=seed.angle,
         cap=float(np.median([m[1].thickness for m in members])) * 0.8,
@@ -199,9 +203,11 @@ def find_bands(gray: U8, limit: int = 4) -> list[Band]:
     lines: list[TextLine] = []
     for mask in _ink_masks(work):
         turned = cv2.rotate(mask, cv2.ROTATE_90_CLOCKWISE)
-        # Two closing widths: the narrow one keeps small print apart from its
-        # neighbours, the wide one bridges the gaps between large glyphs.
-        for gap in (9, 17):
+        # Several closing widths: the narrow one keeps small print apart from
+        # its neighbours, the wide ones bridge the gaps between large glyphs
+        # and between the tips of a run of `<` fillers, which is up to a
+        # whole pitch on the middle rows.
+        for gap in (9, 17, 29):
             lines += _line_blobs(mask, gap)
             lines += [_turn_back(t, work.shape[0]) for t in _line_blobs(turned, gap)]
     lines = _merge_collinear(lines)

@@ -41,6 +41,7 @@ from kiosk.reader.segment import (
     extract_band,
     find_lines,
     grid_for,
+    plausible_counts,
     rectify,
     refine_skew,
 )
@@ -62,6 +63,9 @@ MIN_P = 0.005
 # the whole reading doubtful: nothing else would catch its misreading.
 DOUBT_P = 0.5
 MIN_SEEN_P = 0.02
+# OCR-B's O and 0 differ only in width, which printers do not keep; where a
+# field allows just one of them, the other's probability counts for it.
+_TWINS = {"O": "0", "0": "O"}
 # Readings whose mean top probability is below this are not an MRZ at all.
 MIN_MEAN_P = 0.45
 MAX_BANDS = 3
@@ -321,6 +325,10 @@ def _doubtful(
             allowed = ALLOWED[classes[ln][pos]]
             mass = sum(p for c, p in cands.items() if c in allowed)
             p_char = cands.get(char, 0.0)
+            twin = _TWINS.get(char)
+            if twin is not None and twin not in allowed:
+                p_char += cands.get(twin, 0.0)
+                mass += cands.get(twin, 0.0)
             if p_char < MIN_SEEN_P or p_char < DOUBT_P * mass:
                 doubtful.append((ln, pos))
     return tuple(doubtful)
@@ -357,10 +365,13 @@ def _read_band(gray: npt.NDArray[np.uint8], band: Band, turn: float) -> _Reading
     # Print above the MRZ or the document's edge below it may be in the band
     # too, so every run of consecutive lines is a candidate.
     options: list[tuple[list[LineSpan], int]] = []
-    for i in range(len(spans) - 2):
-        options.append((spans[i : i + 3], 30))
-    for i in range(len(spans) - 1):
-        options += [(spans[i : i + 2], 36), (spans[i : i + 2], 44)]
+    for size, counts in ((3, (30,)), (2, (36, 44))):
+        for i in range(len(spans) - size + 1):
+            window = spans[i : i + size]
+            if _alike(window):
+                merged = _join_ends(window)
+                for count in plausible_counts(merged[0], counts):
+                    options.append((merged, count))
     best: _Reading | None = None
     for chosen, count in options:
         reading = _classify(band, turn, image, chosen, count)
@@ -376,21 +387,37 @@ def _reread_flat(best: _Reading) -> _Reading:
     flat_spans = find_lines(flat.ink)
     lines, count = len(best.geometries), best.geometries[0].count
     for i in range(len(flat_spans) - lines + 1):
-        again = _classify(best.band, best.turn, flat, flat_spans[i : i + lines], count)
+        window = _join_ends(flat_spans[i : i + lines])
+        again = _classify(best.band, best.turn, flat, window, count)
         if again.score > best.score:
             best = again
     return best
 
 
+def _alike(window: list[LineSpan]) -> bool:
+    """True when lines could be one MRZ: similar height, overlapping, evenly spaced."""
+    caps = [span.cap for span in window]
+    if max(caps) > 1.7 * min(caps):
+        return False
+    cap = float(np.median(caps))
+    if max(s.left for s in window) - min(s.left for s in window) > 12 * cap:
+        return False
+    gaps = np.diff([span.cy for span in window])
+    return bool(gaps.min() > 1.0 * cap and gaps.max() < 1.4 * gaps.min() + cap)
+
+
+def _join_ends(window: list[LineSpan]) -> list[LineSpan]:
+    """Give every line the outer ends of the group: MRZ lines share their ends,
+    so one line's occluded or smudged end is taken from the others."""
+    left = min(span.left for span in window)
+    right = max(span.right for span in window)
+    return [dataclasses.replace(span, left=left, right=right) for span in window]
+
+
 def _classify(
     band: Band, turn: float, image: BandImage, chosen: list[LineSpan], count: int
 ) -> _Reading:
-    # MRZ lines share their ends, so one line's occluded or smudged end is
-    # taken from the others.
-    left = min(span.left for span in chosen)
-    right = max(span.right for span in chosen)
-    chosen = [dataclasses.replace(span, left=left, right=right) for span in chosen]
-    geometries = [grid_for(image.ink, span, count) for span in chosen]
+    geometries = [grid_for(span, count) for span in chosen]
     cells = np.concatenate([cut_cells(image.ink, g) for g in geometries])
     probs = default_model().probabilities(cells)
     score = float(np.log(probs.max(axis=1) + 1e-6).mean())
@@ -432,10 +459,10 @@ def _diagnose(reading: _Reading) -> str | None:
     worst = int(np.argmin(line_scores))
     span = reading.spans[worst]
     strip = gray[max(span.top - 2, 0) : span.bottom + 2, int(span.left) : int(span.right)]
-    if strip.size and names:
+    if strip.size and names and line_scores[worst] < math.log(0.8):
         bright = float((strip >= 245).mean())
         contrast = float(np.percentile(strip, 95) - np.percentile(strip, 5))
-        if bright > 0.25 or contrast < 40:
+        if bright > 0.25 or contrast < 50:
             return f"glare on the {names[worst]} line"
     gx = cv2.Sobel(reading.image.ink, cv2.CV_32F, 1, 0, ksize=3)
     sharpness = float(np.percentile(np.abs(gx), 99))

@@ -57,6 +57,8 @@ class LineSpan:
     cap: float
     left: float
     right: float
+    # Connected ink components in the line's strip: (x centre, width, height).
+    components: npt.NDArray[np.float64]
 
 
 def extract_band(gray: U8, band: Band, turn: float) -> BandImage:
@@ -104,7 +106,7 @@ def refine_skew(band: BandImage) -> BandImage:
     for angle in np.arange(-2.0, 2.01, 0.25):
         rot = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
         turned = cv2.warpAffine(small, rot, (small.shape[1], small.shape[0]))
-        profile = turned.sum(axis=1)
+        profile = _row_activity(turned)
         sharpness = float((np.diff(profile) ** 2).sum())
         if sharpness > best:
             best, best_angle = sharpness, float(angle)
@@ -154,10 +156,17 @@ def rectify(band: BandImage, geometries: list[LineGeometry]) -> BandImage:
     return BandImage(gray, ink, band.to_frame @ to_band, inside)
 
 
+def _row_activity(ink: FloatArray) -> FloatArray:
+    """Sum of horizontal ink changes per row: high across text, low along a
+    dark edge or stripe that would dominate a plain ink sum."""
+    out: FloatArray = np.abs(np.diff(ink, axis=1)).sum(axis=1, dtype=np.float32)
+    return out
+
+
 def find_lines(ink: FloatArray) -> list[LineSpan]:
     """Find text lines from the row profile of the ink, top to bottom."""
     h, w = ink.shape
-    profile = cv2.blur(ink.sum(axis=1, dtype=np.float32)[:, None], (1, 3)).ravel()
+    profile = cv2.blur(_row_activity(ink)[:, None], (1, 3)).ravel()
     if profile.max() <= 0:
         return []
     # Security print behind the MRZ raises the floor of the profile.
@@ -192,11 +201,12 @@ def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
     # into smaller pieces.
     binary = (strip > 0.45).astype(np.uint8)
     n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    boxes = sorted(
-        (int(stats[k, cv2.CC_STAT_LEFT]), int(stats[k, cv2.CC_STAT_LEFT] + stats[k, cv2.CC_STAT_WIDTH]))
-        for k in range(1, n)
-        if 0.6 * cap <= stats[k, cv2.CC_STAT_HEIGHT] <= 1.8 * cap
-    )
+    lefts = stats[1:, cv2.CC_STAT_LEFT].astype(np.float64)
+    widths = stats[1:, cv2.CC_STAT_WIDTH].astype(np.float64)
+    heights = stats[1:, cv2.CC_STAT_HEIGHT].astype(np.float64)
+    components = np.stack([lefts + widths / 2, widths, heights], axis=1)
+    tall = (heights >= 0.6 * cap) & (heights <= 1.8 * cap)
+    boxes = sorted(zip(lefts[tall].tolist(), (lefts + widths)[tall].tolist(), strict=True))
     # The longest run of glyphs with no gap wider than one cap height.
     best = (0, 0)
     start = None
@@ -208,7 +218,7 @@ def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
         last = max(last, x_hi)
         if last - start > best[1] - best[0]:
             best = (start, last)
-    left, right = best
+    left, right = int(best[0]), int(best[1])
     if right - left < 10 * cap:
         return None
     # Vertical ink centre of the left and right quarters gives the slope.
@@ -224,10 +234,21 @@ def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
     (x1, y1), (x2, y2) = centres
     slope = (y2 - y1) / max(x2 - x1, 1.0)
     cy = y1 + slope * (((left + right) / 2) - x1)
-    return LineSpan(top, bottom, cy, slope, cap, float(left), float(right))
+    return LineSpan(top, bottom, cy, slope, cap, float(left), float(right), components)
 
 
-def grid_for(ink: FloatArray, span: LineSpan, count: int) -> LineGeometry:
+def plausible_counts(span: LineSpan, counts: tuple[int, ...]) -> list[int]:
+    """Return the characters-per-line counts whose pitch fits the line's cap
+    height; blur inflates the measured height, so the window is wide."""
+    fitting = []
+    for count in counts:
+        pitch = (span.right - span.left) / (count - 1 + INK_PER_PITCH)
+        if 0.75 < pitch / (span.cap * PITCH_PER_CAP) < 1.4:
+            fitting.append(count)
+    return fitting
+
+
+def grid_for(span: LineSpan, count: int) -> LineGeometry:
     """Fit the glyph grid of a line with `count` characters."""
     pitch = (span.right - span.left) / (count - 1 + INK_PER_PITCH)
     x0 = span.left + pitch * INK_PER_PITCH / 2
@@ -237,27 +258,18 @@ def grid_for(ink: FloatArray, span: LineSpan, count: int) -> LineGeometry:
     from_pitch = pitch / PITCH_PER_CAP
     cap = min(max(span.cap, 0.8 * from_pitch), 1.15 * from_pitch)
     geometry = LineGeometry(x0, pitch, y_at_left, span.slope, cap, count)
-    return _refine_with_components(ink, span, geometry)
+    return _refine_with_components(span, geometry)
 
 
-def _refine_with_components(
-    ink: FloatArray, span: LineSpan, geometry: LineGeometry
-) -> LineGeometry:
+def _refine_with_components(span: LineSpan, geometry: LineGeometry) -> LineGeometry:
     """Least-squares fit of glyph centres to single-glyph components."""
-    h, w = ink.shape
-    lo = max(int(span.top - 0.3 * span.cap), 0)
-    hi = min(int(span.bottom + 0.3 * span.cap), h)
-    binary = (ink[lo:hi] > 0.45).astype(np.uint8)
-    n, _, stats, centroids = cv2.connectedComponentsWithStats(binary, connectivity=8)
-    centres = []
-    for k in range(1, n):
-        cw, ch = stats[k, cv2.CC_STAT_WIDTH], stats[k, cv2.CC_STAT_HEIGHT]
-        if 0.3 * geometry.pitch < cw < 0.95 * geometry.pitch and ch > 0.3 * geometry.cap:
-            # Box centre, not centroid: a glyph's ink mass is not centred (7, F).
-            centres.append(stats[k, cv2.CC_STAT_LEFT] + cw / 2)
+    cx, cw, ch = span.components.T
+    # Box centres, not centroids: a glyph's ink mass is not centred (7, F).
+    single = (cw > 0.3 * geometry.pitch) & (cw < 0.95 * geometry.pitch)
+    centres = cx[single & (ch > 0.3 * geometry.cap)]
     if len(centres) < max(8, geometry.count // 4):
         return geometry
-    xs_all = np.array(centres, np.float64)
+    xs_all = centres
     # Perspective makes the pitch drift along the line: refit a quadratic
     # from the linear first guess, tightening the assignment window.
     coeffs = np.array([geometry.pitch, geometry.x0])
