@@ -11,9 +11,9 @@ import argparse
 import asyncio
 import datetime as dt
 import logging
+import queue
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -112,11 +112,15 @@ class KioskApp(App[int]):
         self.status_interval_s = status_interval_s
         self._driver_factories = list(drivers)
         self.drivers: list[Driver] = []
-        # Cleared while a HIT waits for acknowledgement, so that sample and
-        # folder feeders hold the next document back.
+        # Set while no check is running and no HIT waits for acknowledgement;
+        # the sample feeder waits for it before it hands over a document.
         self.ready_for_next = threading.Event()
         self.ready_for_next.set()
         self._open_hits = 0
+        self.scans_pending = 0
+        # One worker checks documents in arrival order, so results and
+        # history never appear out of order.
+        self._scan_queue: queue.Queue[tuple[ScanInput, str] | None] = queue.Queue()
         self._last_input: tuple[ScanInput, str] | None = None
         self._stopped = False
         self.officer = OfficerScreen()
@@ -127,6 +131,7 @@ class KioskApp(App[int]):
     # Start and stop.
 
     def on_mount(self) -> None:
+        self.run_worker(self._scan_loop, thread=True, group="scan", name="scan-loop")
         self.officer.set_device(self._initial_device_text())
         self.refresh_backend_status()
         if self.status_interval_s > 0:
@@ -165,6 +170,7 @@ class KioskApp(App[int]):
         if self._stopped:
             return
         self._stopped = True
+        self._scan_queue.put(None)
         self.ready_for_next.set()
         for driver in self.drivers:
             driver.stop()
@@ -240,10 +246,14 @@ class KioskApp(App[int]):
 
     def _start_scan(self, scan_input: ScanInput, source: str) -> None:
         self._last_input = (scan_input, source)
+        self.scans_pending += 1
+        self._update_ready()
         self.officer.show_scanning(source)
-        self.run_worker(
-            partial(self._scan, scan_input, source), thread=True, group="scan"
-        )
+        self._scan_queue.put((scan_input, source))
+
+    def _scan_loop(self) -> None:
+        while (item := self._scan_queue.get()) is not None:
+            self._scan(*item)
 
     def _scan(self, scan_input: ScanInput, source: str) -> None:
         today = self.clock().date()
@@ -259,7 +269,15 @@ class KioskApp(App[int]):
         self.post_message(ScanFinished(outcome, queued))
 
     def on_scan_finished(self, message: ScanFinished) -> None:
+        self.scans_pending -= 1
         self.show_outcome(message.outcome, queued=message.queued)
+        self._update_ready()
+
+    def _update_ready(self) -> None:
+        if self.scans_pending == 0 and self._open_hits == 0:
+            self.ready_for_next.set()
+        else:
+            self.ready_for_next.clear()
 
     def show_outcome(self, outcome: ScanOutcome, *, queued: bool = False) -> None:
         """Show one finished check on the officer screen and in the history."""
@@ -315,7 +333,7 @@ class KioskApp(App[int]):
     ) -> None:
         self.switch_mode("officer")
         self._open_hits += 1
-        self.ready_for_next.clear()
+        self._update_ready()
         masked = mask_number(key.document_number if key else None)
         self.push_screen(
             HitModal(answer, title=title, masked=masked), self._hit_acknowledged
@@ -324,8 +342,7 @@ class KioskApp(App[int]):
     def _hit_acknowledged(self, _: None) -> None:
         self._open_hits -= 1
         logger.info("HIT acknowledged by the officer")
-        if self._open_hits == 0:
-            self.ready_for_next.set()
+        self._update_ready()
 
 
 def configure_logging(level: str, path: Path = LOG_FILE) -> None:

@@ -21,8 +21,9 @@ class SampleFeeder(Driver):
     """Hands over each image file once, as if laid on a scanner in turn.
 
     `interval_s` is the pause between documents, so each answer stays on
-    the screen long enough to read. The feeder also waits while `ready` is
-    clear, which the app does while a HIT is waiting for acknowledgement.
+    the screen long enough to read. The feeder clears `ready` with each
+    document and waits until the app sets it again, which the app does once
+    the check is shown and no HIT waits for acknowledgement.
     """
 
     delivers_images = True
@@ -61,6 +62,9 @@ class SampleFeeder(Driver):
                 self.emit_status(DeviceState.ERROR, f"{path.name} cannot be decoded")
             else:
                 image: npt.NDArray[np.uint8] = np.asarray(decoded, dtype=np.uint8)
+                # Cleared before the hand-over, so the next document waits
+                # until the app has shown this one.
+                self.ready.clear()
                 self.emit(ImageCaptured(image, path.name))
             if self._stop_event.wait(self.interval_s):
                 return

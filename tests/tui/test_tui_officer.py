@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import threading
 
@@ -40,8 +41,14 @@ def history_rows(app: KioskApp) -> list[list[str]]:
     return [[str(cell) for cell in table.get_row_at(i)] for i in range(table.row_count)]
 
 
-async def settle(app: KioskApp, pilot: object) -> None:
-    await app.workers.wait_for_complete()
+async def settle(app: KioskApp, pilot: object, timeout_s: float = 10.0) -> None:
+    """Wait until every started check is shown."""
+    await pilot.pause()  # type: ignore[attr-defined]
+    for _ in range(int(timeout_s / 0.02)):
+        if app.scans_pending == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert app.scans_pending == 0, f"checks still running after {timeout_s} s"
     await pilot.pause()  # type: ignore[attr-defined]
 
 
