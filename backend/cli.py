@@ -147,6 +147,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     settings = ServiceSettings(
         rate_per_terminal=args.rate_limit, burst_per_terminal=args.rate_limit * 2
     )
+    # NOTE: one process. Several uvicorn workers would each need their own
+    # audit chain, because one chain must have a single writer.
     app = create_app(store, audit=audit, settings=settings)
     logger.info(
         "serving on %s:%d (TLS %s)",

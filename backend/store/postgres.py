@@ -371,6 +371,8 @@ class PostgresStore(Store):
                     "SELECT coalesce(max(seq), 0) + 1 FROM versions"
                 ).fetchone()
                 seq = int(seq_row[0]) if seq_row else 1
+                # NOTE: one round trip per change. Fine for daily deltas; a
+                # delta of millions of rows should COPY into a staging table.
                 for n, (line, change) in enumerate(changes, start=1):
                     row = change.row
                     if change.op == "add":
