@@ -114,7 +114,7 @@ def damage_line(
     if weight:
         kernel = np.ones((abs(weight) + 1, abs(weight) + 1), np.uint8)
         op = cv2.dilate if weight > 0 else cv2.erode
-        clean = op(clean, kernel)
+        clean = np.asarray(op(clean, kernel), np.uint8)
 
     # Small rotation, shear and vertical squash at high resolution.
     h, w = clean.shape
@@ -124,7 +124,9 @@ def damage_line(
     rot = cv2.getRotationMatrix2D((w / 2, h / 2), angle, 1.0)
     extra = np.array([[1, shear, -shear * h / 2], [0, squash, (1 - squash) * h / 2]])
     affine = rot @ np.vstack([extra, [0, 0, 1]])
-    clean = cv2.warpAffine(clean, affine, (w, h), flags=cv2.INTER_LINEAR)
+    clean = np.asarray(
+        cv2.warpAffine(clean, affine, (w, h), flags=cv2.INTER_LINEAR), np.uint8
+    )
     centres = []
     for i in range(len(text)):
         p = affine @ np.array([x0 + i * renderer.advance, y0, 1.0])
@@ -158,14 +160,13 @@ def damage_line(
         gray = cv2.GaussianBlur(gray, (0, 0), sigma)
     if rng.random() < 0.2:
         length = int(rng.integers(2, max(3, int(cap * 0.35))))
-        kernel = np.zeros((length, length), np.float32)
-        kernel[length // 2, :] = 1.0 / length
+        line = np.zeros((length, length), np.float32)
+        line[length // 2, :] = 1.0 / length
         rot_k = cv2.getRotationMatrix2D(
             ((length - 1) / 2, (length - 1) / 2), rng.uniform(0, 180), 1.0
         )
-        kernel = cv2.warpAffine(kernel, rot_k, (length, length))
-        kernel /= max(float(kernel.sum()), 1e-6)
-        gray = cv2.filter2D(gray, -1, kernel)
+        turned = np.asarray(cv2.warpAffine(line, rot_k, (length, length)), np.float32)
+        gray = cv2.filter2D(gray, -1, turned / max(float(turned.sum()), 1e-6))
     gray = gray + rng.normal(0, rng.uniform(0, 10), gray.shape)
     image = np.clip(gray, 0, 255).astype(np.uint8)
     if rng.random() < 0.6:

@@ -85,7 +85,7 @@ def cut_cells(ink: FloatArray, geometry: LineGeometry) -> FloatArray:
                 continue
             window = ink[y_lo:y_hi, x_lo:x_hi]
             k = int(max(sx, sy) / 2) * 2 + 1
-            window = cv2.blur(window, (k, k))
+            window = np.asarray(cv2.blur(window, (k, k)), np.float32)
             matrix[0, 2] -= x_lo
             matrix[1, 2] -= y_lo
         else:
@@ -196,7 +196,7 @@ def ink_map(gray: npt.NDArray[np.uint8], cap: float) -> FloatArray:
     than an OCR-B stroke, so uneven light and glare cancel out; the result is
     scaled by a high percentile so a faint print still reaches about 1.
     """
-    size = max(3, int(round(cap * 0.6)) | 1)
+    size = max(3, round(cap * 0.6) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
     paper = cv2.dilate(gray, kernel)
     paper = cv2.blur(paper, (size, size))

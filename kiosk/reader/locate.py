@@ -63,8 +63,9 @@ def _work_image(gray: U8) -> tuple[U8, float]:
     h, w = gray.shape
     scale = WORK_SIZE / max(h, w)
     interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    size = (max(int(round(w * scale)), 1), max(int(round(h * scale)), 1))
-    return cv2.resize(gray, size, interpolation=interpolation), scale
+    size = (max(round(w * scale), 1), max(round(h * scale), 1))
+    work = np.asarray(cv2.resize(gray, size, interpolation=interpolation), np.uint8)
+    return work, scale
 
 
 def _ink_masks(work: U8) -> list[U8]:
@@ -202,7 +203,7 @@ def find_bands(gray: U8, limit: int = 4) -> list[Band]:
     work, scale = _work_image(gray)
     lines: list[TextLine] = []
     for mask in _ink_masks(work):
-        turned = cv2.rotate(mask, cv2.ROTATE_90_CLOCKWISE)
+        turned = np.asarray(cv2.rotate(mask, cv2.ROTATE_90_CLOCKWISE), np.uint8)
         # Several closing widths: the narrow one keeps small print apart from
         # its neighbours, the wide ones bridge the gaps between large glyphs
         # and between the tips of a run of `<` fillers, which is up to a

@@ -33,7 +33,13 @@ from kiosk.mrz import (
     repair,
 )
 from kiosk.mrz.formats import ALLOWED
-from kiosk.reader.glyphs import ALPHABET, FloatArray, LineGeometry, cut_cells, default_model
+from kiosk.reader.glyphs import (
+    ALPHABET,
+    FloatArray,
+    LineGeometry,
+    cut_cells,
+    default_model,
+)
 from kiosk.reader.locate import Band, find_bands
 from kiosk.reader.segment import (
     BandImage,
@@ -224,22 +230,26 @@ def to_gray(image: npt.NDArray[np.generic]) -> npt.NDArray[np.uint8]:
     h, w = image.shape[:2]
     if h < 16 or w < 16:
         raise ImageError(f"image is {w} x {h} pixels, too small to hold an MRZ")
+    pixels: npt.NDArray[np.uint8]
     if image.dtype == np.uint16:
-        image = (image >> 8).astype(np.uint8)
+        pixels = (image.astype(np.uint16) >> 8).astype(np.uint8)
     elif image.dtype in (np.float32, np.float64):
-        image = np.clip(image * (255.0 if image.max() <= 1.0 else 1.0), 0, 255)
-        image = image.astype(np.uint8)
-    elif image.dtype != np.uint8:
+        values = image.astype(np.float64)
+        values *= 255.0 if values.max() <= 1.0 else 1.0
+        pixels = np.clip(values, 0, 255).astype(np.uint8)
+    elif image.dtype == np.uint8:
+        pixels = image.astype(np.uint8, copy=False)
+    else:
         raise ImageError(f"image has pixel type {image.dtype}: expected uint8")
     if h * w > MAX_PIXELS:
         scale = math.sqrt(MAX_PIXELS / (h * w))
         size = (max(int(w * scale), 1), max(int(h * scale), 1))
         log.info("scaling a %d x %d frame down by %.2f", w, h, scale)
-        image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    if image.ndim == 3:
-        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-        image = cv2.cvtColor(image, code)
-    return np.ascontiguousarray(image, dtype=np.uint8)
+        pixels = np.asarray(cv2.resize(pixels, size, interpolation=cv2.INTER_AREA))
+    if pixels.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if pixels.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        pixels = np.asarray(cv2.cvtColor(pixels, code))
+    return np.ascontiguousarray(pixels, dtype=np.uint8)
 
 
 def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
@@ -255,9 +265,10 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
 
     mark = time.perf_counter()
     best: _Reading | None = None
+    notes: set[str] = set()
     for band in bands[:MAX_BANDS]:
         for turn in (0.0, 180.0):
-            reading = _read_band(gray, band, turn)
+            reading = _read_band(gray, band, turn, notes)
             if reading is not None and (best is None or reading.score > best.score):
                 best = reading
         if best is not None and best.score > math.log(0.9):
@@ -267,10 +278,11 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     timings["recognise"] = time.perf_counter() - mark
 
     if best is None or best.score < math.log(MIN_MEAN_P):
-        result = ReadResult(timings=timings, rejection=REJECT_NOT_FOUND)
+        rejection = REJECT_CUT_OFF if REJECT_CUT_OFF in notes else REJECT_NOT_FOUND
+        result = ReadResult(timings=timings, rejection=rejection)
         if best is not None:
             _fill_reading(result, best)
-            result.rejection = _diagnose(best) or REJECT_NOT_FOUND
+            result.rejection = _diagnose(best) or rejection
         timings["total"] = time.perf_counter() - started
         return result
 
@@ -350,14 +362,23 @@ def _box(reading: _Reading) -> tuple[tuple[float, float], ...]:
     y_top = first.centre(0)[1] - half_cap
     y_bottom = last.centre(0)[1] + half_cap
     pts = np.array(
-        [[x_left, y_top, 1], [x_right, y_top, 1], [x_right, y_bottom, 1], [x_left, y_bottom, 1]]
+        [
+            [x_left, y_top, 1],
+            [x_right, y_top, 1],
+            [x_right, y_bottom, 1],
+            [x_left, y_bottom, 1],
+        ]
     )
     frame = pts @ reading.image.to_frame.T
     frame = frame[:, :2] / frame[:, 2:3]
     return tuple((round(float(x), 1), round(float(y), 1)) for x, y in frame)
 
 
-def _read_band(gray: npt.NDArray[np.uint8], band: Band, turn: float) -> _Reading | None:
+def _read_band(
+    gray: npt.NDArray[np.uint8], band: Band, turn: float, notes: set[str]
+) -> _Reading | None:
+    """Read one band one way round; add REJECT_CUT_OFF to `notes` when
+    MRZ-like lines run out of the frame."""
     image = refine_skew(extract_band(gray, band, turn))
     spans = find_lines(image.ink)
     if len(spans) < 2:
@@ -370,6 +391,8 @@ def _read_band(gray: npt.NDArray[np.uint8], band: Band, turn: float) -> _Reading
             window = spans[i : i + size]
             if _alike(window):
                 merged = _join_ends(window)
+                if _runs_off_frame(image, merged):
+                    notes.add(REJECT_CUT_OFF)
                 for count in plausible_counts(merged[0], counts):
                     options.append((merged, count))
     best: _Reading | None = None
@@ -435,30 +458,31 @@ def _misalignment(geometries: list[LineGeometry]) -> float:
     return max(spread - 1.5, 0.0) * 0.5
 
 
-def _cut_off(reading: _Reading) -> bool:
-    """True when a line's first or last glyph cell lies outside the frame."""
-    inside = reading.image.inside
+def _runs_off_frame(image: BandImage, spans: list[LineSpan]) -> bool:
+    """True when a line's ink runs up to the edge of the frame."""
+    inside = image.inside
     h, w = inside.shape
-    for g in reading.geometries:
-        for i in (0, g.count - 1):
-            x, y = g.centre(i)
-            for dx in (-g.pitch / 2, g.pitch / 2):
-                px, py = int(round(x + dx)), int(round(y))
-                if not (0 <= px < w and 0 <= py < h) or inside[py, px] == 0:
-                    return True
+    for span in spans:
+        for x in (span.left - 0.8 * span.cap, span.right + 0.8 * span.cap):
+            y = span.cy + span.slope * (x - (span.left + span.right) / 2)
+            px, py = round(x), round(y)
+            if not (0 <= px < w and 0 <= py < h) or inside[py, px] == 0:
+                return True
     return False
 
 
 def _diagnose(reading: _Reading) -> str | None:
     """Name the likely cause of a bad reading: cut off, glare or blur."""
-    if _cut_off(reading):
+    if _runs_off_frame(reading.image, reading.spans):
         return REJECT_CUT_OFF
     names = LINE_NAMES.get(len(reading.probs), ())
     gray = reading.image.gray
     line_scores = [float(np.log(p.max(axis=1) + 1e-6).mean()) for p in reading.probs]
     worst = int(np.argmin(line_scores))
     span = reading.spans[worst]
-    strip = gray[max(span.top - 2, 0) : span.bottom + 2, int(span.left) : int(span.right)]
+    strip = gray[
+        max(span.top - 2, 0) : span.bottom + 2, int(span.left) : int(span.right)
+    ]
     if strip.size and names and line_scores[worst] < math.log(0.8):
         bright = float((strip >= 245).mean())
         contrast = float(np.percentile(strip, 95) - np.percentile(strip, 5))

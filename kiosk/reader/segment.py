@@ -61,11 +61,23 @@ class LineSpan:
     components: npt.NDArray[np.float64]
 
 
+def _warp_affine(
+    image: U8,
+    matrix: npt.NDArray[np.float64],
+    size: tuple[int, int],
+    flags: int = cv2.INTER_LINEAR,
+    border: int = cv2.BORDER_CONSTANT,
+) -> U8:
+    return np.asarray(
+        cv2.warpAffine(image, matrix, size, flags=flags, borderMode=border), np.uint8
+    )
+
+
 def extract_band(gray: U8, band: Band, turn: float) -> BandImage:
     """Resample `band` upright, turned by `turn` extra degrees (0 or 180)."""
     scale = min(max(TARGET_CAP / max(band.cap, 1.0), 0.2), MAX_UPSCALE)
-    width = int(round(band.width * scale))
-    height = int(round(max(band.height, band.cap * 3) * scale))
+    width = round(band.width * scale)
+    height = round(max(band.height, band.cap * 3) * scale)
     angle = math.radians(band.angle + turn)
     cos, sin = math.cos(angle) / scale, math.sin(angle) / scale
     # Band pixel (u, v) -> frame point centre + R(angle) (u - w/2, v - h/2) / scale.
@@ -75,20 +87,18 @@ def extract_band(gray: U8, band: Band, turn: float) -> BandImage:
             [sin, cos, band.cy - sin * width / 2 - cos * height / 2],
         ]
     )
-    upright = cv2.warpAffine(
+    upright = _warp_affine(
         gray,
         to_frame,
         (max(width, 1), max(height, 1)),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
+        border=cv2.BORDER_REPLICATE,
     )
-    inside = cv2.warpAffine(
+    inside = _warp_affine(
         np.full(gray.shape, 255, np.uint8),
         to_frame,
         (max(width, 1), max(height, 1)),
         flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_CONSTANT,
-        borderValue=0,
     )
     ink = ink_map(upright, TARGET_CAP)
     # Replicated border pixels form streaks that would read as ink.
@@ -100,23 +110,29 @@ def refine_skew(band: BandImage) -> BandImage:
     """Straighten the band by the angle that makes its row profile sharpest."""
     ink = band.ink
     h, w = ink.shape
-    small = cv2.resize(ink, (max(w // 2, 1), max(h // 2, 1)), interpolation=cv2.INTER_AREA)
+    small = cv2.resize(
+        ink, (max(w // 2, 1), max(h // 2, 1)), interpolation=cv2.INTER_AREA
+    )
     best, best_angle = -1.0, 0.0
     centre = (small.shape[1] / 2, small.shape[0] / 2)
     for angle in np.arange(-2.0, 2.01, 0.25):
         rot = cv2.getRotationMatrix2D(centre, float(angle), 1.0)
-        turned = cv2.warpAffine(small, rot, (small.shape[1], small.shape[0]))
+        turned = np.asarray(
+            cv2.warpAffine(small, rot, (small.shape[1], small.shape[0])), np.float32
+        )
         profile = _row_activity(turned)
         sharpness = float((np.diff(profile) ** 2).sum())
         if sharpness > best:
             best, best_angle = sharpness, float(angle)
     if best_angle == 0.0:
         return band
-    rot = cv2.getRotationMatrix2D((w / 2, h / 2), best_angle, 1.0)
-    gray = cv2.warpAffine(band.gray, rot, (w, h), borderMode=cv2.BORDER_REPLICATE)
-    inside = cv2.warpAffine(band.inside, rot, (w, h), flags=cv2.INTER_NEAREST)
+    straighten = np.asarray(
+        cv2.getRotationMatrix2D((w / 2, h / 2), best_angle, 1.0), np.float64
+    )
+    gray = _warp_affine(band.gray, straighten, (w, h), border=cv2.BORDER_REPLICATE)
+    inside = _warp_affine(band.inside, straighten, (w, h), flags=cv2.INTER_NEAREST)
     # Compose: new band pixel -> old band pixel -> frame.
-    inverse = cv2.invertAffineTransform(rot)
+    inverse = cv2.invertAffineTransform(straighten)
     to_frame = band.to_frame @ np.vstack([inverse, [0, 0, 1]])
     ink = ink_map(gray, TARGET_CAP)
     ink[cv2.erode(inside, np.ones((5, 5), np.uint8)) == 0] = 0.0
@@ -133,23 +149,37 @@ def rectify(band: BandImage, geometries: list[LineGeometry]) -> BandImage:
     spacing = spacing_caps / max(len(geometries) - 1, 1) * TARGET_CAP
     margin = 2.0 * pitch
     src = np.array(
-        [first.centre(0), first.centre(count - 1), last.centre(0), last.centre(count - 1)],
+        [
+            first.centre(0),
+            first.centre(count - 1),
+            last.centre(0),
+            last.centre(count - 1),
+        ],
         np.float32,
     )
     bottom = margin + spacing * (len(geometries) - 1)
     right = margin + pitch * (count - 1)
-    dst = np.array([[margin, margin], [right, margin], [margin, bottom], [right, bottom]], np.float32)
+    dst = np.array(
+        [[margin, margin], [right, margin], [margin, bottom], [right, bottom]],
+        np.float32,
+    )
     to_band = cv2.getPerspectiveTransform(dst, src)
     size = (int(right + margin), int(bottom + margin))
-    gray = cv2.warpPerspective(
-        band.gray,
-        to_band,
-        size,
-        flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-        borderMode=cv2.BORDER_REPLICATE,
+    gray = np.asarray(
+        cv2.warpPerspective(
+            band.gray,
+            to_band,
+            size,
+            flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+            borderMode=cv2.BORDER_REPLICATE,
+        ),
+        np.uint8,
     )
-    inside = cv2.warpPerspective(
-        band.inside, to_band, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+    inside = np.asarray(
+        cv2.warpPerspective(
+            band.inside, to_band, size, flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP
+        ),
+        np.uint8,
     )
     ink = ink_map(gray, TARGET_CAP)
     ink[cv2.erode(inside, np.ones((5, 5), np.uint8)) == 0] = 0.0
@@ -165,7 +195,7 @@ def _row_activity(ink: FloatArray) -> FloatArray:
 
 def find_lines(ink: FloatArray) -> list[LineSpan]:
     """Find text lines from the row profile of the ink, top to bottom."""
-    h, w = ink.shape
+    h = ink.shape[0]
     profile = cv2.blur(_row_activity(ink)[:, None], (1, 3)).ravel()
     if profile.max() <= 0:
         return []
@@ -191,7 +221,7 @@ def find_lines(ink: FloatArray) -> list[LineSpan]:
 
 
 def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
-    h, w = ink.shape
+    h = ink.shape[0]
     cap = float(bottom - top)
     lo = max(int(top - 0.3 * cap), 0)
     hi = min(int(bottom + 0.3 * cap), h)
@@ -200,13 +230,15 @@ def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
     # is at least 0.85 cap heights tall, while background print breaks up
     # into smaller pieces.
     binary = (strip > 0.45).astype(np.uint8)
-    n, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
+    _, _, stats, _ = cv2.connectedComponentsWithStats(binary, connectivity=8)
     lefts = stats[1:, cv2.CC_STAT_LEFT].astype(np.float64)
     widths = stats[1:, cv2.CC_STAT_WIDTH].astype(np.float64)
     heights = stats[1:, cv2.CC_STAT_HEIGHT].astype(np.float64)
     components = np.stack([lefts + widths / 2, widths, heights], axis=1)
     tall = (heights >= 0.6 * cap) & (heights <= 1.8 * cap)
-    boxes = sorted(zip(lefts[tall].tolist(), (lefts + widths)[tall].tolist(), strict=True))
+    boxes = sorted(
+        zip(lefts[tall].tolist(), (lefts + widths)[tall].tolist(), strict=True)
+    )
     # The longest run of glyphs with no gap wider than one cap height.
     best = (0, 0)
     start = None
@@ -292,4 +324,6 @@ def _refine_with_components(span: LineSpan, geometry: LineGeometry) -> LineGeome
     if not 0.85 * pitch < new_pitch < 1.15 * pitch:
         return geometry
     y0 = geometry.y0 + geometry.slope * (x0 - geometry.x0)
-    return LineGeometry(x0, new_pitch, y0, geometry.slope, geometry.cap, geometry.count, curve)
+    return LineGeometry(
+        x0, new_pitch, y0, geometry.slope, geometry.cap, geometry.count, curve
+    )

@@ -66,7 +66,7 @@ def test_reads_under_perspective_and_glare() -> None:
 
 
 def test_result_carries_alternatives_box_and_timings() -> None:
-    image, lines = _render(505, "TD3", CLEAN)
+    image, _ = _render(505, "TD3", CLEAN)
     result = read_image(image)
     assert [len(line) for line in result.alternatives] == [44, 44]
     for line in result.alternatives:
@@ -176,7 +176,7 @@ def test_bad_file_raises_image_error(tmp_path: Path, name: str) -> None:
 
 
 def test_missing_file_raises_image_error(tmp_path: Path) -> None:
-    with pytest.raises(ImageError, match="absent.jpg"):
+    with pytest.raises(ImageError, match=r"absent\.jpg"):
         read_file(tmp_path / "absent.jpg")
 
 
