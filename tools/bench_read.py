@@ -418,6 +418,11 @@ def machine_description(load_at_start: str) -> list[str]:
     else:
         cpus = "any (affinity not supported)"
     commit = _first_line(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"])
+    changed = _first_line(
+        ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "kiosk", "tools"]
+    )
+    if changed not in ("unknown", "not found"):
+        commit += " with uncommitted changes in kiosk/ or tools/"
     return [
         f"CPU: {_cpu_model()}, {os.cpu_count()} logical CPUs, "
         f"benchmark ran on CPU {cpus}",
