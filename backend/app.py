@@ -503,7 +503,7 @@ def create_app(
                 exc,
             )
             raise ApiError(
-                503, f"lookup store unavailable, no answer given: {exc}"
+                503, f"lookup store unavailable, so no lookup result is returned: {exc}"
             ) from exc
         version = answers[0].data_version if answers else None
         try:
@@ -515,7 +515,9 @@ def create_app(
             )
         except AuditError as exc:
             logger.error("audit write failed, request %s: %s", request_id, exc)
-            raise ApiError(503, "audit log unavailable, no answer given") from exc
+            raise ApiError(
+                503, "audit log unavailable, so no lookup result is returned"
+            ) from exc
         for answer in answers:
             metrics.lookups.labels(answer.result.value).inc()
         return answers

@@ -240,7 +240,9 @@ def parse_answer(body: object, request_id: str) -> LookupAnswer:
     able to see which list it came from.
     """
     if not isinstance(body, dict):
-        raise LookupFailed("lookup service sent an answer that is not an object")
+        raise LookupFailed(
+            "lookup service returned a response that is not a JSON object"
+        )
     try:
         result = Result(str(body["result"]))
         raw_records = body.get("records") or []
@@ -250,7 +252,7 @@ def parse_answer(body: object, request_id: str) -> LookupAnswer:
         version = body.get("data_version")
     except (KeyError, ValueError, TypeError, InvalidRecord, AttributeError) as exc:
         raise LookupFailed(
-            f"lookup service sent a malformed answer: {type(exc).__name__}"
+            f"lookup service returned a malformed response: {type(exc).__name__}"
         ) from exc
     if result is Result.UNKNOWN:
         raise LookupFailed(str(body.get("reason") or "lookup service returned UNKNOWN"))
