@@ -66,71 +66,146 @@ UTO_SPECIMEN: Final = (
 )
 
 
+def _document(
+    fmt: str,
+    code: str,
+    state: str,
+    number: str,
+    names: tuple[str, str],
+    nationality: str,
+    birth: str,
+    sex: str,
+    expiry: str = "<<<<<<",
+    optional: str = "",
+) -> mrz.DocumentFields:
+    surname, given = names
+    return mrz.DocumentFields(
+        mrz.MrzFormat(fmt),
+        code,
+        state,
+        number,
+        surname,
+        given,
+        nationality,
+        birth,
+        sex,
+        expiry,
+        optional,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class FixtureSpec:
     """One sample image: its content, damage and expected lookup result.
 
-    `lookup` is what the bundled list returns for the document: a HIT record
-    with `status`, a POSSIBLE record whose number differs only by O/0 or I/1,
-    or NO_HIT.
+    `content` is the document, or bare MRZ lines. `lookup` is what the
+    bundled list returns for the document: a HIT record with `status`, a
+    POSSIBLE record whose number differs only by O/0 or I/1, or NO_HIT.
     """
 
     name: str
-    fmt: str | None
+    content: mrz.DocumentFields | tuple[str, ...]
     level: DamageLevel = "light"
     quarter_turns: int = 0
     lookup: str = "NO_HIT"
     status: str | None = None
-    long_number: bool = False
-    lines: tuple[str, ...] | None = None
 
 
+# The documents are written out rather than drawn from kiosk.mrz.random_fields,
+# so changes to that generator do not change the committed samples.
 FIXTURES: Final[tuple[FixtureSpec, ...]] = (
-    FixtureSpec("td3-passport-light.jpg", "TD3", lookup="HIT", status="stolen"),
-    FixtureSpec("td3-passport-moderate.jpg", "TD3", "moderate"),
-    FixtureSpec("td3-passport-upside-down.jpg", "TD3", "light", quarter_turns=2),
-    FixtureSpec("td3-uto-specimen.jpg", "TD3", "light", lines=UTO_SPECIMEN),
-    FixtureSpec("td1-card-light.jpg", "TD1", lookup="POSSIBLE", status="lost"),
+    FixtureSpec(
+        "td3-passport-light.jpg",
+        _document("TD3", "PD", "UTO", "W3180689", ("GALLAGHER", "UMAR"), "UTO",
+                  "900710", "<", "300124"),
+        lookup="HIT",
+        status="stolen",
+    ),
+    FixtureSpec(
+        "td3-passport-moderate.jpg",
+        _document("TD3", "PD", "KEN", "W66177619", ("WINTERBOTTOM", "CLARA"), "KEN",
+                  "511020", "M", "290615", "1509775"),
+        "moderate",
+    ),
+    FixtureSpec(
+        "td3-passport-upside-down.jpg",
+        _document("TD3", "P<", "BRA", "YM7170293", ("NAKAMURA", "OLGA"), "BRA",
+                  "740725", "M", "240305", "9928385"),
+        quarter_turns=2,
+    ),
+    FixtureSpec("td3-uto-specimen.jpg", UTO_SPECIMEN),
+    FixtureSpec(
+        "td1-card-light.jpg",
+        # The 0 and 1 give the listed record room to differ only by O/0 or I/1.
+        _document("TD1", "IR", "POL", "K99908721", ("JANSSEN", "NILS"), "POL",
+                  "960308", "M", "270209"),
+        lookup="POSSIBLE",
+        status="lost",
+    ),
     FixtureSpec(
         "td1-card-long-number.jpg",
-        "TD1",
+        # Longer than 9 characters, so the number overflows into the
+        # optional data.
+        _document("TD1", "IR", "NLD", "YHG467465228", ("DUBOIS", "RUTH"), "NLD",
+                  "871107", "F", "250214"),
         "moderate",
         lookup="HIT",
         status="lost",
-        long_number=True,
     ),
-    FixtureSpec("td1-card-sideways.jpg", "TD1", "moderate", quarter_turns=1),
-    FixtureSpec("td2-card-light.png", "TD2", lookup="HIT", status="revoked"),
-    FixtureSpec("td2-card-sideways.jpg", "TD2", "moderate", quarter_turns=3),
-    FixtureSpec("mrva-visa-light.jpg", "MRVA"),
-    FixtureSpec("mrvb-visa-moderate.jpg", "MRVB", "moderate"),
-    FixtureSpec("fra-id-light.jpg", "FRA_ID"),
-    FixtureSpec("fra-id-moderate.jpg", "FRA_ID", "moderate"),
-)
+    FixtureSpec(
+        "td1-card-sideways.jpg",
+        _document("TD1", "IR", "FRA", "S90228427", ("PETERSEN", "LEON"), "FRA",
+                  "540424", "<", "321126", "9546"),
+        "moderate",
+        quarter_turns=1,
+    ),
+    FixtureSpec(
+        "td2-card-light.png",
+        _document("TD2", "AC", "AUS", "U65937061", ("XAVIER", ""), "AUS",
+                  "541023", "M", "330517"),
+        lookup="HIT",
+        status="revoked",
+    ),
+    FixtureSpec(
+        "td2-card-sideways.jpg",
+        _document("TD2", "I<", "NLD", "55508027", ("WINTERBOTTOM", "UMAR"), "NLD",
+                  "040715", "F", "270911"),
+        "moderate",
+        quarter_turns=3,
+    ),
+    FixtureSpec(
+        "mrva-visa-light.jpg",
+        _document("MRVA", "V<", "SWE", "CQ9882763", ("DE LA CRUZ", "INES"), "CAN",
+                  "020513", "F", "350819"),
+    ),
+    FixtureSpec(
+        "mrvb-visa-moderate.jpg",
+        _document("MRVB", "V<", "NLD", "N06865093", ("EKSTROM", "RUTH"), "NLD",
+                  "870114", "X", "320224"),
+        "moderate",
+    ),
+    FixtureSpec(
+        "fra-id-light.jpg",
+        _document("FRA_ID", "ID", "FRA", "131082B17074", ("BALOGUN", "ANNA MARIA"),
+                  "FRA", "900309", "M", optional="091828"),
+    ),
+    FixtureSpec(
+        "fra-id-moderate.jpg",
+        _document("FRA_ID", "ID", "FRA", "210419B10830", ("NAKAMURA", "GRETA"),
+                  "FRA", "681213", "F", optional="025418"),
+        "moderate",
+    ),
+)  # fmt: skip
+# The document inside the truncated file, of which only the top decodes.
+BROKEN_DOCUMENT: Final = _document(
+    "TD3", "P<", "ITA", "YA4417302", ("ROSSETTI", "HUGO"), "ITA", "811130", "M",
+    "310402",
+)  # fmt: skip
 NO_MRZ_NAME: Final = "no-mrz.jpg"
 BROKEN_NAME: Final = "broken-truncated.jpg"
 # Share of the encoded JPEG kept in the broken file: the header and the top
 # of the picture decode, the rest is missing.
 BROKEN_KEEP: Final = 0.4
-
-
-def _fields_for(spec: FixtureSpec, rng: random.Random) -> mrz.DocumentFields:
-    assert spec.fmt is not None
-    fields = mrz.random_fields(rng, spec.fmt)
-    digits = "0123456789"
-    if spec.long_number:
-        # Longer than 9 characters, so the TD1 number overflows into the
-        # optional data.
-        number = "".join(rng.choice("ABCDEFGHJKMNPRSTUVWXYZ") for _ in range(3))
-        number += "".join(rng.choice(digits) for _ in range(9))
-        fields = dataclasses.replace(fields, document_number=number)
-    elif spec.lookup == "POSSIBLE":
-        # A 0 and a 1 in the number give the reported record room to differ
-        # only by O/0 or I/1.
-        number = "K" + "".join(rng.choice(digits) for _ in range(3)) + "0"
-        number += "".join(rng.choice(digits) for _ in range(3)) + "1"
-        fields = dataclasses.replace(fields, document_number=number)
-    return fields
 
 
 def _encode(name: str, image: Image8, quality: int | None) -> bytes:
@@ -157,10 +232,12 @@ def render_fixture(spec: FixtureSpec) -> tuple[bytes, dict[str, Any]]:
         max_frame_px=max_frame,
         noise_sigma=0.0 if spec.name.endswith(".png") else damage.noise_sigma,
     )
-    source: Any = list(spec.lines) if spec.lines is not None else _fields_for(spec, rng)
-    image, truth = render_document(source, rng, damage, fmt=spec.fmt)
-    if spec.lines is not None:
-        truth["document_number"] = mrz.parse(list(spec.lines)).document_number
+    source: Any = spec.content
+    if isinstance(source, tuple):
+        source = list(source)
+    image, truth = render_document(source, rng, damage)
+    if truth["fields"] is None:
+        truth["document_number"] = mrz.parse(truth["lines"]).document_number
     saved_quality = None if spec.name.endswith(".png") else quality
     truth["damage"]["jpeg_quality"] = saved_quality
     truth["level"] = spec.level
@@ -185,8 +262,7 @@ def render_special(name: str) -> tuple[bytes, dict[str, Any]]:
         damage = dataclasses.replace(
             Damage.sample(rng, "light"), jpeg_quality=None, max_frame_px=960
         )
-        fields = mrz.random_fields(rng, "TD3")
-        image, _ = render_document(fields, rng, damage)
+        image, _ = render_document(BROKEN_DOCUMENT, rng, damage)
         data = _encode(name, image, 85)
         truth = {
             "format": None,
