@@ -29,7 +29,8 @@ SOURCE = "online"
 # Keys per batch request; the service accepts up to 10,000.
 BATCH_SIZE = 1000
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
-_MAX_RETRY_AFTER_S = 5.0
+# A kiosk waits for its answer, so a long Retry-After is cut to this, in s.
+_MAX_RETRY_AFTER_S = 1.0
 
 
 class HttpLookup:

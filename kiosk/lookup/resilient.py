@@ -39,6 +39,9 @@ class ResilientLookup:
         self.queue = queue
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Last known state of the service, so that status() (polled by the
+        # waiting screen) does not wait on a network timeout.
+        self._online_status: BackendStatus | None = None
 
     def lookup(self, key: DocumentKey) -> LookupAnswer:
         return self.lookup_many([key])[0]
@@ -46,6 +49,7 @@ class ResilientLookup:
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         answers = self.online.lookup_many(keys)
         missing = [i for i, a in enumerate(answers) if a.result is Result.UNKNOWN]
+        self._note_online(answers, missing)
         if not missing:
             return answers
         if self.offline is not None:
@@ -69,8 +73,30 @@ class ResilientLookup:
             # recheck is lost, so this is logged loudly rather than raised.
             logger.error("recheck could not be queued: %s", exc)
 
+    def _note_online(self, answers: list[LookupAnswer], missing: list[int]) -> None:
+        if not answers:
+            return
+        if len(missing) == len(answers):
+            reason = answers[0].reason or "lookup service unavailable"
+            self._online_status = BackendStatus(BackendState.UNREACHABLE, None, reason)
+            return
+        answered = next(a for a in answers if a.result is not Result.UNKNOWN)
+        previous = self._online_status
+        description = (
+            previous.description
+            if previous is not None and previous.state is BackendState.ONLINE
+            else "online"
+        )
+        self._online_status = BackendStatus(
+            BackendState.ONLINE, answered.data_version, description
+        )
+
     def maintain(self) -> None:
         """Sync the offline copy and drain the recheck queue, if online."""
+        self._online_status = self.online.status()
+        if self._online_status.state is not BackendState.ONLINE:
+            logger.info("lookup service not ready: %s", self._online_status.description)
+            return
         if self.offline is not None:
             try:
                 self.offline.sync(self.online)
@@ -102,7 +128,9 @@ class ResilientLookup:
 
     def status(self) -> BackendStatus:
         queued = len(self.queue) if self.queue is not None else 0
-        online = self.online.status()
+        online = self._online_status
+        if online is None:
+            online = self._online_status = self.online.status()
         if online.state is BackendState.ONLINE:
             age = self.offline.age() if self.offline is not None else None
             return BackendStatus(
