@@ -112,3 +112,13 @@ def test_progress_reports_bytes(sqlite_store: Store, tmp_path: Path) -> None:
     import_csv(sqlite_store, path, progress=lambda *args: calls.append(args))
     size = path.stat().st_size
     assert calls[-1] == (10, size, size)
+
+
+def test_bundled_sample_imports_cleanly(sqlite_store: Store) -> None:
+    sample = Path(__file__).resolve().parents[2] / "fixtures" / "sltd_sample.csv"
+    if not sample.exists():
+        pytest.skip(f"bundled sample list not present at {sample}")
+    report = import_csv(sqlite_store, sample)
+    assert report.rejected == []
+    assert report.result.record_count == report.rows_read
+    assert report.rows_read > 0
