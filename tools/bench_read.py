@@ -590,6 +590,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     details: list[dict[str, Any]] = []
     started = time.monotonic()
     load_at_start = _load_average()
+    logger.info(
+        "benchmark started: %d rendered images, seed %d, readers %s",
+        args.count,
+        args.seed,
+        ", ".join(readers) or "none",
+    )
     try:
         rendered = run_set(
             rendered_samples(args.seed, args.count),

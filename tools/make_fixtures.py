@@ -204,7 +204,9 @@ BROKEN_DOCUMENT: Final = _document(
 NO_MRZ_NAME: Final = "no-mrz.jpg"
 BROKEN_NAME: Final = "broken-truncated.jpg"
 # Share of the encoded JPEG kept in the broken file: the header and the top
-# of the picture decode, the rest is missing.
+# of the picture decode, the rest is missing. OpenCV 5.1 still returns an
+# image for it (grey below the cut, a warning on stderr), while Pillow 13
+# raises OSError on load, so a reader has to look for the damage itself.
 BROKEN_KEEP: Final = 0.4
 
 
@@ -437,6 +439,7 @@ def build_fixtures(out_dir: Path, names: Sequence[str] | None = None) -> dict[st
     """
     images_dir = out_dir / "fixtures" / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
+    logger.info("building fixtures in %s", out_dir)
     truth: dict[str, Any] = {}
     wanted = set(names) if names is not None else None
     for spec in FIXTURES:

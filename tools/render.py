@@ -80,6 +80,8 @@ LAYOUTS: Final[dict[str, Layout]] = {
     "MRVA": Layout(120.0, 80.0, 2, 44, title="VISA"),
     "MRVB": Layout(105.0, 74.0, 2, 36, title="VISA"),
     "TD2": Layout(105.0, 74.0, 2, 36, title="IDENTITY CARD"),
+    # NOTE: a TD1 card is drawn as its MRZ side only, with a small portrait;
+    # its other side is never rendered.
     "TD1": Layout(
         85.6, 53.98, 3, 30, bottom_mm=3.4, title="IDENTITY CARD", side="back"
     ),
@@ -345,7 +347,7 @@ def _background(rng: random.Random, width: int, height: int) -> FloatImage:
     """Pale security-print background: colour blotches and guilloche waves."""
     hue = rng.uniform(0.0, 180.0)
     base = np.array([[[hue, rng.uniform(25, 60), rng.uniform(225, 245)]]], np.float32)
-    hsv = np.repeat(np.repeat(base, height, axis=0), width, axis=1)
+    hsv = np.broadcast_to(base, (height, width, 3)).copy()
     blotches = np.array(
         [[rng.uniform(-12.0, 12.0) for _ in range(8)] for _ in range(6)], np.float32
     )
