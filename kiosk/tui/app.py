@@ -38,7 +38,7 @@ from kiosk.pipeline import ScanOutcome, check_image, check_text
 from kiosk.tui.modals import HitModal, ManualEntryScreen
 from kiosk.tui.officer import HistoryEntry, OfficerScreen, key_of
 from kiosk.tui.present import Verdict, mask_number, verdict_of
-from kiosk.tui.technician import TechnicianScreen
+from kiosk.tui.technician import DeviceRow, TechnicianScreen, find_devices
 from kiosk.tui.tester import TesterScreen
 from kiosk.tui.widgets import describe_backend
 
@@ -89,10 +89,15 @@ class KioskApp(App[int]):
     CSS_PATH = Path(__file__).with_name("kiosk.tcss")
     TITLE = "Border kiosk"
     DEFAULT_MODE = "officer"
+    # Below 100 columns the history narrows so the details keep room.
+    HORIZONTAL_BREAKPOINTS = [  # noqa: RUF012 - the base class declares a list
+        (0, "-narrow"),
+        (100, "-wide"),
+    ]
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("f2", "show_mode('officer')", "Officer"),
         Binding("f3", "show_mode('tester')", "Tester"),
-        Binding("f4", "show_mode('technician')", "Technician"),
+        Binding("f4", "show_mode('technician')", "Tech"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
     ]
 
@@ -104,12 +109,14 @@ class KioskApp(App[int]):
         drivers: Sequence[DriverFactory] = (),
         config_path: Path | None = None,
         status_interval_s: float = 5.0,
+        device_lister: Callable[[], list[DeviceRow]] = find_devices,
     ) -> None:
         super().__init__()
         self.client = client
         self.clock = clock
         self.config_path = config_path
         self.status_interval_s = status_interval_s
+        self.device_lister = device_lister
         self._driver_factories = list(drivers)
         self.drivers: list[Driver] = []
         # Set while no check is running and no HIT waits for acknowledgement;
@@ -192,11 +199,38 @@ class KioskApp(App[int]):
 
     def action_show_mode(self, mode: str) -> None:
         self.switch_mode(mode)
+        self.refresh_bindings()
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # The footer has room for 80 columns only when it leaves out the key
+        # of the screen already shown, and Quit outside the officer screen
+        # (Ctrl+Q still works there, and the command palette lists it).
+        if action == "show_mode":
+            return parameters[0] != self.current_mode
+        if action == "quit":
+            return self.current_mode == "officer"
+        return True
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
+        if isinstance(screen, TechnicianScreen):
+            yield SystemCommand(
+                "Validate configuration",
+                "Check the edited kiosk.toml without saving it (F8)",
+                screen.action_validate,
+            )
         yield SystemCommand(
             "Officer screen", "Scan results and history (F2)", self._officer
+        )
+        yield SystemCommand(
+            "Tester screen",
+            "Read images or folders against ground truth (F3)",
+            lambda: self.action_show_mode("tester"),
+        )
+        yield SystemCommand(
+            "Technician screen",
+            "Devices, driver settings, test read, raw monitor (F4)",
+            lambda: self.action_show_mode("technician"),
         )
         yield SystemCommand(
             "Manual entry", "Type or paste MRZ lines (m)", self.action_manual_entry
@@ -211,7 +245,7 @@ class KioskApp(App[int]):
         )
 
     def _officer(self) -> None:
-        self.switch_mode("officer")
+        self.action_show_mode("officer")
 
     # Backend status.
 

@@ -54,7 +54,7 @@ class HitModal(ModalScreen[None]):
                 id="hit-version",
             )
             yield Button("Acknowledge (Enter)", id="hit-ack", variant="error")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#hit-record", DataTable)
@@ -96,7 +96,7 @@ class ManualEntryScreen(ModalScreen[list[str] | None]):
             yield TextArea(id="entry-text", soft_wrap=False, show_line_numbers=False)
             with VerticalScroll(id="entry-feedback-box"):
                 yield Static(self._feedback(""), id="entry-feedback")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#entry-text", TextArea).focus()

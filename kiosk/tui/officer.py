@@ -19,7 +19,7 @@ from kiosk.pipeline import ScanOutcome
 from kiosk.tui.present import (
     Verdict,
     banner_for,
-    check_labels,
+    check_marks,
     field_rows,
     mask_number,
     warning_lines,
@@ -58,7 +58,7 @@ class OfficerScreen(Screen[None]):
     """What the officer at the counter sees and does."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("m", "app.manual_entry", "Manual entry"),
+        Binding("m", "app.manual_entry", "Type MRZ"),
         Binding("r", "app.retry", "Retry"),
         Binding("escape", "clear", "Clear"),
         Binding("h", "focus_history", "History"),
@@ -76,15 +76,17 @@ class OfficerScreen(Screen[None]):
         yield Static(id="status-bar")
         yield ResultBanner(id="banner")
         with Horizontal(id="officer-body"):
+            # Checks and warnings come first: on a 24-line terminal they are
+            # what stays visible without scrolling.
             with VerticalScroll(id="details"):
-                yield Static(id="details-fields")
                 yield Static(id="details-checks")
                 yield Static(id="details-warnings")
+                yield Static(id="details-fields")
                 yield Static(id="details-mrz")
             with Vertical(id="history-box"):
                 yield Label("Session history", classes="box-title")
                 yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#history", DataTable)
@@ -152,21 +154,24 @@ class OfficerScreen(Screen[None]):
         fields.add_row("Source", outcome.source)
         self.query_one("#details-fields", Static).update(fields)
 
-        checks = Text("Check digits\n", style="bold")
+        checks = Text("Check digits:", style="bold")
         if report is not None:
-            for name, result in check_labels(report):
-                style = "red bold" if "FAILED" in result else ""
-                checks.append(f"  {name}: {result}\n", style=style)
+            for mark, passed in check_marks(report):
+                checks.append("  ")
+                checks.append(mark, style="" if passed else "bold red")
         else:
-            checks.append("  none: no MRZ read\n")
+            checks.append("  none, no MRZ read")
         self.query_one("#details-checks", Static).update(checks)
 
         warnings = warning_lines(outcome)
-        shown = Text("Warnings\n", style="bold")
-        shown.append("\n".join(f"  {w}" for w in warnings) if warnings else "  none")
+        shown = Text("Warnings:", style="bold")
+        if warnings:
+            shown.append("\n" + "\n".join(f"  {w}" for w in warnings))
+        else:
+            shown.append("  none")
         self.query_one("#details-warnings", Static).update(shown)
 
-        mrz = Text("MRZ as read\n", style="bold")
+        mrz = Text("MRZ as read:\n", style="bold")
         if report is not None:
             mrz.append("\n".join(report.lines), style="reverse")
         else:

@@ -186,6 +186,18 @@ def check_labels(report: MrzReport) -> list[tuple[str, str]]:
     ]
 
 
+def check_marks(report: MrzReport) -> list[tuple[str, bool]]:
+    """Return each check digit as a short unbreakable mark, such as
+    `✓ birth` or `✗ number FAILED`, with whether it passed."""
+    marks = []
+    for name, passed in report.checks.items():
+        short = name.removeprefix("document_").removesuffix("_date")
+        short = short.replace("_", "\u00a0")
+        text = f"✓\u00a0{short}" if passed else f"✗\u00a0{short}\u00a0FAILED"
+        marks.append((text, passed))
+    return marks
+
+
 def warning_lines(outcome: ScanOutcome) -> list[str]:
     """Return the warnings and reading problems an officer must notice."""
     rows: list[str] = []

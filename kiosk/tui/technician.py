@@ -47,8 +47,11 @@ TEST_READ_TIMEOUT_S = 30.0
 HEX_ROW = 16
 
 
+DeviceRow = tuple[str, str, str, str]
+
+
 class DevicesFound(Message):
-    def __init__(self, rows: list[tuple[str, str, str, str]]) -> None:
+    def __init__(self, rows: list[DeviceRow]) -> None:
         super().__init__()
         self.rows = rows
 
@@ -95,15 +98,39 @@ def settings_rows(config: KioskConfig) -> list[tuple[str, str]]:
     return rows
 
 
+def find_devices() -> list[DeviceRow]:
+    """Return (kind, device, identity, by-id links) for each serial port and
+    camera the system lists."""
+    from drivers.cli import list_cameras
+    from drivers.serial_scanner import list_serial_ports
+
+    rows: list[DeviceRow] = []
+    for port in list_serial_ports():
+        identity = " ".join(
+            part
+            for part in (
+                f"USB {port.usb_id}" if port.usb_id else "",
+                f"serial {port.serial_number}" if port.serial_number else "",
+                port.description,
+            )
+            if part
+        )
+        rows.append(("serial", port.device, identity, " ".join(port.by_id)))
+    for device, name, links in list_cameras():
+        rows.append(("camera", device, name, " ".join(links)))
+    return rows
+
+
 class TechnicianScreen(Screen[None]):
     """Device set-up: what is plugged in, what is configured, what it sends."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f5", "find_devices", "Find devices"),
+        Binding("f5", "find_devices", "Devices"),
         Binding("f6", "test_read", "Test read"),
         Binding("f7", "toggle_monitor", "Monitor"),
-        Binding("f8", "validate", "Validate"),
-        Binding("ctrl+s", "save", "Save config"),
+        # Left out of the footer for room; the command palette lists it.
+        Binding("f8", "validate", "Validate", show=False),
+        Binding("ctrl+s", "save", "Save"),
     ]
 
     def __init__(self, *, test_timeout_s: float = TEST_READ_TIMEOUT_S) -> None:
@@ -142,7 +169,7 @@ class TechnicianScreen(Screen[None]):
             with TabPane("Config file", id="tab-config"), Vertical():
                 yield Static(id="config-state")
                 yield TextArea(id="config-text", language=None, soft_wrap=False)
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         devices = self.query_one("#devices", DataTable)
@@ -189,24 +216,7 @@ class TechnicianScreen(Screen[None]):
         )
 
     def _find_devices(self) -> None:
-        from drivers.cli import list_cameras
-        from drivers.serial_scanner import list_serial_ports
-
-        rows: list[tuple[str, str, str, str]] = []
-        for port in list_serial_ports():
-            identity = " ".join(
-                part
-                for part in (
-                    f"USB {port.usb_id}" if port.usb_id else "",
-                    f"serial {port.serial_number}" if port.serial_number else "",
-                    port.description,
-                )
-                if part
-            )
-            rows.append(("serial", port.device, identity, " ".join(port.by_id)))
-        for device, name, links in list_cameras():
-            rows.append(("camera", device, name, " ".join(links)))
-        self.post_message(DevicesFound(rows))
+        self.post_message(DevicesFound(self.kiosk.device_lister()))
 
     def on_devices_found(self, message: DevicesFound) -> None:
         table = self.query_one("#devices", DataTable)

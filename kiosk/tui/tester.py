@@ -161,11 +161,12 @@ class TesterScreen(Screen[None]):
             )
             yield Checkbox("Watch folder", id="tester-watch")
         with Horizontal(id="tester-progress-row"):
-            yield ProgressBar(id="tester-progress", show_eta=False)
+            # A known total keeps the bar still until a folder is opened.
+            yield ProgressBar(total=1, id="tester-progress", show_eta=False)
             yield Static("No images read yet.", id="tester-status")
         yield DataTable(id="tester-table", cursor_type="row", zebra_stripes=True)
         yield Static("", id="tester-totals")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         table = self.query_one("#tester-table", DataTable)
