@@ -9,7 +9,7 @@ line breaks the chain. A `.head` file beside the log names the last
 acknowledged line, so removing lines at the end is detected too.
 
 Lines are written with one os.write on an O_APPEND descriptor, so a written
-line survives a kill of the process; `fsync=True` also makes it survive a
+line survives a kill of the process. With `fsync=True` it also survives a
 power loss, at the cost of one disk flush per request.
 """
 

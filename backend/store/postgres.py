@@ -2,8 +2,8 @@
 
 A URL may carry `?schema=NAME`; the store then keeps its tables in that
 schema (created if missing), which lets several stores share a database.
-Past one machine, reads scale out to streaming read replicas (point the
-lookup service at a replica, imports at the primary), and past that the
+Past one machine, reads scale out to streaming read replicas: point the
+lookup service at a replica and imports at the primary. Past that, the
 records table can be distributed with Citus on (issuing_state,
 folded_number), the key every lookup filters on.
 """

@@ -24,7 +24,7 @@ SOURCE = "embedded"
 class EmbeddedLookup:
     """Checks keys against a local SQLite store file.
 
-    The store is opened on first use. When it holds no data yet and
+    The store is opened on first use. When it contains no data yet and
     `seed_csv` is given, that CSV is imported first. Any failure, opening
     included, turns into an UNKNOWN answer with the reason.
     """

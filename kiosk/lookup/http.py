@@ -93,6 +93,9 @@ class HttpLookup:
             except httpx.TransportError as exc:
                 last_reason = f"lookup service unreachable ({type(exc).__name__})"
                 continue
+            except httpx.HTTPError as exc:
+                last_reason = f"lookup request failed ({type(exc).__name__})"
+                continue
             if response.status_code in _RETRY_STATUSES:
                 last_reason = _error_reason(response)
                 retry_after = _retry_after(response)

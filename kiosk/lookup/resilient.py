@@ -14,7 +14,7 @@ import logging
 import threading
 from collections.abc import Sequence
 
-from backend.records import DocumentKey, LookupAnswer, Result
+from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.errors import LookupFailed
 from kiosk.lookup.base import BackendState, BackendStatus
 from kiosk.lookup.http import HttpLookup
@@ -47,13 +47,20 @@ class ResilientLookup:
         return self.lookup_many([key])[0]
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
-        answers = self.online.lookup_many(keys)
+        try:
+            answers = self.online.lookup_many(keys)
+        except Exception as exc:
+            # The clients below return UNKNOWN for every failure they know
+            # of; this catches the rest, so no caller ever sees an exception.
+            logger.exception("online lookup failed with %s", type(exc).__name__)
+            reason = f"online lookup failed: {type(exc).__name__}"
+            answers = [unknown(reason, source="online") for _ in keys]
         missing = [i for i, a in enumerate(answers) if a.result is Result.UNKNOWN]
         self._note_online(answers, missing)
         if not missing:
             return answers
         if self.offline is not None:
-            fallback = self.offline.lookup_many([keys[i] for i in missing])
+            fallback = _offline_answers(self.offline, [keys[i] for i in missing])
             for index, answer in zip(missing, fallback, strict=True):
                 if answer.result is not Result.UNKNOWN:
                     answers[index] = answer
@@ -68,7 +75,7 @@ class ResilientLookup:
             return
         try:
             self.queue.enqueue(key, answer)
-        except LookupFailed as exc:
+        except Exception as exc:
             # The answer is still shown (UNKNOWN or offline); only the later
             # recheck is lost, so this is logged loudly rather than raised.
             logger.error("recheck could not be queued: %s", exc)
@@ -158,3 +165,14 @@ class ResilientLookup:
 def _join_reasons(online: LookupAnswer, offline: LookupAnswer) -> LookupAnswer:
     reason = f"{online.reason}; {offline.reason}"
     return dataclasses.replace(online, reason=reason)
+
+
+def _offline_answers(
+    offline: OfflineCopy, keys: list[DocumentKey]
+) -> list[LookupAnswer]:
+    try:
+        return offline.lookup_many(keys)
+    except Exception as exc:
+        logger.exception("offline lookup failed with %s", type(exc).__name__)
+        reason = f"offline copy failed: {type(exc).__name__}"
+        return [unknown(reason, source="offline") for _ in keys]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -381,4 +382,20 @@ def test_background_maintenance_syncs(
         assert dt.datetime.now(dt.UTC) < deadline, "offline copy never synced"
         time.sleep(0.02)
     assert client.offline.service_version == live_service.store.data_version()
+    client.close()
+
+
+class _CrashingOnline(HttpLookup):
+    def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
+        raise RuntimeError("simulated bug in the online client")
+
+
+def test_unexpected_error_is_unknown_and_queued(tmp_path: Path) -> None:
+    queue = RecheckQueue(tmp_path / "q.sqlite3")
+    online_client = _CrashingOnline(f"http://127.0.0.1:{free_port()}", api_key=API_KEY)
+    client = ResilientLookup(online_client, queue=queue)
+    answer = client.lookup(HIT_KEY)
+    assert answer.result is Result.UNKNOWN
+    assert answer.reason == "online lookup failed: RuntimeError"
+    assert len(queue) == 1
     client.close()
