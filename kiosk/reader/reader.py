@@ -75,6 +75,8 @@ _TWINS = {"O": "0", "0": "O"}
 # Readings whose mean top probability is below this are not an MRZ at all.
 MIN_MEAN_P = 0.45
 MAX_BANDS = 3
+# Readings, best first, that are repaired before giving up.
+MAX_TRIES = 3
 
 REJECT_NOT_FOUND = "MRZ not found"
 REJECT_BLURRED = "MRZ too blurred"
@@ -264,33 +266,55 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     timings["locate"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    best: _Reading | None = None
+    readings: list[_Reading] = []
     notes: set[str] = set()
     for band in bands[:MAX_BANDS]:
         for turn in (0.0, 180.0):
             reading = _read_band(gray, band, turn, notes)
-            if reading is not None and (best is None or reading.score > best.score):
-                best = reading
-        if best is not None and best.score > math.log(0.9):
+            if reading is not None:
+                readings.append(reading)
+        if any(r.score > math.log(0.9) for r in readings):
             break
-    if best is not None and best.score >= math.log(MIN_MEAN_P):
-        best = _reread_flat(best)
+    readings.sort(key=lambda r: -r.score)
+    plausible = [r for r in readings if r.score >= math.log(MIN_MEAN_P)]
     timings["recognise"] = time.perf_counter() - mark
 
-    if best is None or best.score < math.log(MIN_MEAN_P):
+    if not plausible:
         rejection = REJECT_CUT_OFF if REJECT_CUT_OFF in notes else REJECT_NOT_FOUND
         result = ReadResult(timings=timings, rejection=rejection)
-        if best is not None:
-            _fill_reading(result, best)
-            result.rejection = _diagnose(best) or rejection
+        if readings:
+            _fill_reading(result, readings[0])
+            result.rejection = _diagnose(readings[0]) or rejection
         timings["total"] = time.perf_counter() - started
         return result
 
+    # The most confident reading is usually right, but an upside-down band or
+    # a neighbouring print line can score close to it: the next candidates get
+    # their chance when the check digits reject the first.
+    mark = time.perf_counter()
+    results = []
+    for candidate in plausible[:MAX_TRIES]:
+        result = _finish(_reread_flat(candidate), timings)
+        if result.ok:
+            break
+        results.append(result)
+    else:
+        result = results[0]
+    timings["repair"] = time.perf_counter() - mark
+    timings["total"] = time.perf_counter() - started
+    log.debug(
+        "read done: status %s, %.3f s",
+        result.repair.status if result.repair else None,
+        timings["total"],
+    )
+    return result
+
+
+def _finish(best: _Reading, timings: dict[str, float]) -> ReadResult:
+    """Repair a reading and decide whether it can be trusted."""
     result = ReadResult(timings=timings)
     _fill_reading(result, best)
-    mark = time.perf_counter()
     outcome = repair(result.alternatives)
-    timings["repair"] = time.perf_counter() - mark
     result.repair = outcome
     result.report = outcome.report
     # A failed repair only forced characters into their fields' alphabets,
@@ -308,8 +332,6 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
             result.confidence = min(result.confidence, 0.3)
     elif outcome.status is RepairStatus.FAILED:
         result.rejection = _diagnose(best) or REJECT_CHECKS
-    timings["total"] = time.perf_counter() - started
-    log.debug("read done: status %s, %.3f s", outcome.status, timings["total"])
     return result
 
 
