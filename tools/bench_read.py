@@ -39,7 +39,7 @@ import numpy as np
 
 from kiosk import mrz
 from kiosk.errors import KioskError
-from tools.render import RenderError, render_set
+from tools.render import RenderError, encode_case, render_set
 
 logger = logging.getLogger(__name__)
 
@@ -229,15 +229,9 @@ class Sample:
 def rendered_samples(seed: int, count: int) -> Iterable[Sample]:
     """Yield the rendered set, each image encoded once as the camera's JPEG."""
     for case in render_set(seed, count, apply_jpeg=False):
-        quality = case.truth["damage"]["jpeg_quality"] or 90
-        ok, encoded = cv2.imencode(
-            ".jpg", case.image, [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
-        )
-        if not ok:
-            raise RenderError(f"JPEG encoding failed for case {case.name}")
         yield Sample(
             case.name,
-            encoded.tobytes(),
+            encode_case(case),
             tuple(case.truth["lines"]),
             case.truth["document_number"],
             {

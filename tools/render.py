@@ -11,10 +11,13 @@ gives the same pixels with the same library versions.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import json
 import logging
 import math
 import random
+import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -895,3 +898,60 @@ def render_set(
         truth["level"] = plan.level
         name = f"{seed}-{index:04d}-{plan.fmt.lower()}-{plan.level}"
         yield Case(name, image, truth)
+
+
+def encode_case(case: Case) -> bytes:
+    """Encode a case rendered without JPEG once, at its sampled JPEG quality."""
+    quality = case.truth["damage"]["jpeg_quality"] or 90
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    ok, encoded = cv2.imencode(".jpg", case.image, params)
+    if not ok:
+        raise RenderError(f"JPEG encoding failed for case {case.name}")
+    return bytes(np.asarray(encoded).tobytes())
+
+
+def write_set(out_dir: Path, seed: int, count: int) -> dict[str, Any]:
+    """Write a rendered set as JPEG files plus a truth.json beside them.
+
+    The truth has the same shape as fixtures/images/truth.json, without a
+    lookup expectation, so the kiosk's tester screen judges readings only.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    truth: dict[str, Any] = {}
+    for case in render_set(seed, count, apply_jpeg=False):
+        name = f"{case.name}.jpg"
+        (out_dir / name).write_bytes(encode_case(case))
+        truth[name] = case.truth
+    (out_dir / "truth.json").write_text(
+        json.dumps(truth, indent=1, sort_keys=True) + "\n", encoding="utf-8"
+    )
+    logger.info("wrote %d rendered images to %s", count, out_dir)
+    return truth
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.render",
+        description="Write a seeded set of rendered document photos and their "
+        "truth.json to a folder.",
+    )
+    parser.add_argument("out_dir", type=Path, help="folder to write into")
+    parser.add_argument(
+        "--count", type=int, default=30, help="number of images (default: 30)"
+    )
+    parser.add_argument("--seed", type=int, default=1, help="set seed (default: 1)")
+    args = parser.parse_args(argv)
+    if args.count < 1:
+        print(f"error: --count must be at least 1, got {args.count}", file=sys.stderr)
+        return 2
+    try:
+        write_set(args.out_dir, args.seed, args.count)
+    except RenderError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {args.count} images and truth.json to {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

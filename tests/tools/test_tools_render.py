@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -215,3 +216,16 @@ def test_render_set_prefix_is_stable() -> None:
     for first, second in zip(short, longer, strict=False):
         assert np.array_equal(first.image, second.image)
         assert first.truth == second.truth
+
+
+def test_write_set_folder_with_truth(tmp_path: Path) -> None:
+    assert render.main([str(tmp_path), "--count", "2", "--seed", "4"]) == 0
+    truth = json.loads((tmp_path / "truth.json").read_text("utf-8"))
+    images = sorted(path.name for path in tmp_path.glob("*.jpg"))
+    assert images == sorted(truth)
+    assert len(images) == 2
+    for name, entry in truth.items():
+        image = cv2.imread(str(tmp_path / name), cv2.IMREAD_COLOR)
+        assert image is not None, name
+        assert [image.shape[1], image.shape[0]] == entry["size"]
+        assert mrz.parse(entry["lines"]).valid, name
