@@ -308,7 +308,8 @@ def _visual_values(
             ("Given names", str(fields.given_names)),
             ("Nationality", str(fields.nationality).replace("<", "")),
             ("Date of birth", _display_date(fields.birth_date)),
-            ("Sex", str(fields.sex).replace("<", "X")),
+            # "<" in the MRZ means unspecified, printed as a dash.
+            ("Sex", str(fields.sex).replace("<", "-")),
             ("Date of expiry", _display_date(fields.expiry_date)),
             ("Document no.", str(fields.document_number).replace("<", "")),
             ("Authority", str(fields.issuing_state).replace("<", "")),
