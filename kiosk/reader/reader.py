@@ -23,7 +23,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
-from kiosk.errors import ImageError, MRZError
+from kiosk.errors import ImageError, MRZError, ReaderError
 from kiosk.mrz import (
     LAYOUTS,
     MrzReport,
@@ -33,6 +33,7 @@ from kiosk.mrz import (
     repair,
 )
 from kiosk.mrz.formats import ALLOWED
+from kiosk.reader import tesseract
 from kiosk.reader.glyphs import (
     ALPHABET,
     FloatArray,
@@ -77,6 +78,8 @@ MIN_MEAN_P = 0.45
 MAX_BANDS = 3
 # Readings, best first, that are repaired before giving up.
 MAX_TRIES = 3
+# Share of Tesseract's character in a blended alternative list.
+TESSERACT_WEIGHT = 0.4
 
 REJECT_NOT_FOUND = "MRZ not found"
 REJECT_BLURRED = "MRZ too blurred"
@@ -292,15 +295,20 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     # a neighbouring print line can score close to it: the next candidates get
     # their chance when the check digits reject the first.
     mark = time.perf_counter()
-    results = []
+    results: list[tuple[ReadResult, _Reading]] = []
     for candidate in plausible[:MAX_TRIES]:
-        result = _finish(_reread_flat(candidate), timings)
+        flat = _reread_flat(candidate)
+        result = _finish(flat, flat.alternatives(), timings)
         if result.ok:
             break
-        results.append(result)
+        results.append((result, flat))
     else:
-        result = results[0]
-    timings["repair"] = time.perf_counter() - mark
+        result, first = results[0]
+        timings["repair"] = time.perf_counter() - mark
+        mark = time.perf_counter()
+        result = _with_tesseract(first, timings) or result
+        timings["tesseract"] = time.perf_counter() - mark
+    timings.setdefault("repair", time.perf_counter() - mark)
     timings["total"] = time.perf_counter() - started
     log.debug(
         "read done: status %s, %.3f s",
@@ -310,10 +318,44 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     return result
 
 
-def _finish(best: _Reading, timings: dict[str, float]) -> ReadResult:
+def _with_tesseract(reading: _Reading, timings: dict[str, float]) -> ReadResult | None:
+    """Blend Tesseract's reading of each line into the alternatives and repair
+    again; return the result only when that makes the reading trustworthy."""
+    if not tesseract.available():
+        return None
+    try:
+        texts = tesseract.read_lines(reading.image.gray, reading.geometries)
+    except ReaderError:
+        log.warning("tesseract failed; keeping the glyph reading", exc_info=True)
+        return None
+    alternatives = reading.alternatives()
+    changed = False
+    for ln, text in enumerate(texts):
+        if text is None or len(text) != len(alternatives[ln]):
+            continue
+        changed = True
+        for pos, char in enumerate(text):
+            mixed = {c: p * (1 - TESSERACT_WEIGHT) for c, p in alternatives[ln][pos]}
+            mixed[char] = mixed.get(char, 0.0) + TESSERACT_WEIGHT
+            ranked = sorted(mixed.items(), key=lambda item: -item[1])[:TOP_K]
+            alternatives[ln][pos] = ranked
+    if not changed:
+        return None
+    result = _finish(reading, alternatives, timings)
+    if not result.ok:
+        return None
+    result.recogniser = "glyphs+tesseract"
+    return result
+
+
+def _finish(
+    best: _Reading, alternatives: Alternatives, timings: dict[str, float]
+) -> ReadResult:
     """Repair a reading and decide whether it can be trusted."""
     result = ReadResult(timings=timings)
     _fill_reading(result, best)
+    result.alternatives = alternatives
+    result.lines = tuple("".join(c[0][0] for c in line) for line in alternatives)
     outcome = repair(result.alternatives)
     result.repair = outcome
     result.report = outcome.report
