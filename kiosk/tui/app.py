@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
+import inspect
 import logging
 import queue
 import threading
@@ -50,6 +51,8 @@ DriverFactory = Callable[[EventCallback], Driver]
 ScanInput = tuple[Literal["text"], list[str]] | tuple[Literal["image"], Any]
 
 LOG_FILE = Path("var") / "kiosk-tui.log"
+# `source` of answers from the offline copy, which are queued for re-check.
+OFFLINE_SOURCE = "offline"
 
 
 def utc_now() -> dt.datetime:
@@ -296,7 +299,9 @@ class KioskApp(App[int]):
         else:
             outcome = check_image(scan_input[1], self.client, source=source)
         queued = False
-        if outcome.lookup.result is Result.UNKNOWN and outcome.lookup.source != "kiosk":
+        answer = outcome.lookup
+        unanswered = answer.result is Result.UNKNOWN and answer.source != "kiosk"
+        if unanswered or answer.source == OFFLINE_SOURCE:
             status = self.client.status()
             queued = status.queued_rechecks > 0
             self.post_message(BackendStatusRead(status))
@@ -349,17 +354,26 @@ class KioskApp(App[int]):
     # HITs, on time or late.
 
     def notify_late_hit(self, key: DocumentKey, answer: LookupAnswer) -> None:
-        """Raise a HIT that a re-check found after the officer saw NOT CHECKED.
+        """Raise a HIT or POSSIBLE that a re-check found after the officer saw
+        NOT CHECKED or an offline answer.
 
         Safe to call from any thread.
         """
         self.post_message(LateHit(key, answer))
 
     def on_late_hit(self, message: LateHit) -> None:
-        masked = self.officer.mark_late_hit(message.key, message.answer, self.clock())
-        logger.warning("late HIT from a re-check raised to the officer")
-        self._raise_hit(
-            message.answer, f"LATE HIT from re-check: {masked}", message.key
+        answer = message.answer
+        masked = self.officer.mark_late_hit(message.key, answer, self.clock())
+        logger.warning("late %s from a re-check raised", answer.result.value)
+        if answer.result is Result.HIT:
+            self._raise_hit(answer, f"LATE HIT from re-check: {masked}", message.key)
+            return
+        self.bell()
+        self.notify(
+            f"Late POSSIBLE MATCH for document {masked}: verify it against the "
+            "record before the holder leaves.",
+            severity="warning",
+            timeout=60,
         )
 
     def _raise_hit(
@@ -409,13 +423,52 @@ def _configured_drivers(config_file: Path | None) -> list[DriverFactory]:
     return [factory]
 
 
+class LateHitRelay:
+    """The re-check queue's `on_late_hit` callback, handed to the lookup
+    client before the app exists; it holds late answers until then."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._app: KioskApp | None = None
+        self._held: list[tuple[DocumentKey, LookupAnswer]] = []
+
+    def __call__(self, check: Any, answer: LookupAnswer) -> None:
+        key: DocumentKey = check.key
+        with self._lock:
+            if self._app is None:
+                self._held.append((key, answer))
+                return
+            app = self._app
+        app.notify_late_hit(key, answer)
+
+    def attach(self, app: KioskApp) -> None:
+        with self._lock:
+            self._app = app
+            held, self._held = self._held, []
+        for key, answer in held:
+            app.notify_late_hit(key, answer)
+
+
+def _open_client(args: argparse.Namespace, relay: LateHitRelay) -> LookupClient:
+    from kiosk.cli import open_lookup
+
+    if "on_late_hit" in inspect.signature(open_lookup).parameters:
+        client: LookupClient = open_lookup(args, on_late_hit=relay)  # type: ignore[call-arg,unused-ignore]
+        return client
+    # NOTE: until kiosk.cli.open_lookup passes on_late_hit to open_client,
+    # late HITs from re-checks reach only the log, not the screen.
+    logger.warning("late HITs from re-checks will not reach the screen")
+    return open_lookup(args)
+
+
 def run_app(args: argparse.Namespace) -> int:
     """Start the terminal app with the command line's lookup and devices."""
-    from kiosk.cli import SAMPLE_IMAGES, open_lookup
+    from kiosk.cli import IMAGE_SUFFIXES, SAMPLE_IMAGES
 
     configure_logging(getattr(args, "log_level", "WARNING"))
     config_file = getattr(args, "config", None)
-    client = open_lookup(args)
+    relay = LateHitRelay()
+    client = _open_client(args, relay)
     factories: list[DriverFactory] = []
     app_ready: list[KioskApp] = []
     if not getattr(args, "samples", False):
@@ -424,7 +477,7 @@ def run_app(args: argparse.Namespace) -> int:
         from kiosk.tui.feeder import SampleFeeder
 
         images = sorted(
-            p for p in SAMPLE_IMAGES.iterdir() if p.suffix.lower() in {".jpg", ".png"}
+            p for p in SAMPLE_IMAGES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
         )
 
         def feeder(on_event: EventCallback) -> Driver:
@@ -433,8 +486,9 @@ def run_app(args: argparse.Namespace) -> int:
             )
 
         factories.append(feeder)
-    app = KioskApp(client, drivers=factories, config_path=getattr(args, "config", None))
+    app = KioskApp(client, drivers=factories, config_path=config_file)
     app_ready.append(app)
+    relay.attach(app)
     logger.info("kiosk app starting with %d device(s)", len(factories))
     result = app.run()
     app.stop_everything()

@@ -22,6 +22,7 @@ from kiosk.tui.present import (
     check_marks,
     field_rows,
     mask_number,
+    verdict_of,
     warning_lines,
 )
 from kiosk.tui.widgets import ResultBanner
@@ -188,11 +189,13 @@ class OfficerScreen(Screen[None]):
     def mark_late_hit(
         self, key: DocumentKey, answer: LookupAnswer, at: dt.datetime
     ) -> str:
-        """Record a late HIT in the history and return the masked number."""
+        """Record a late HIT or POSSIBLE in the history, noting it on the
+        earlier scans of the same document; return the masked number."""
         masked = mask_number(key.document_number)
+        verdict = verdict_of(answer)
         for entry in self.history:
             if entry.key == key and entry.verdict is not Verdict.HIT:
-                entry.note = f"→ HIT {at:%H:%M}"
+                entry.note = f"→ {verdict.title} {at:%H:%M}"
         self.history.insert(
             0,
             HistoryEntry(
@@ -200,7 +203,7 @@ class OfficerScreen(Screen[None]):
                 at=at,
                 masked=masked,
                 key=key,
-                verdict=Verdict.HIT,
+                verdict=verdict,
                 elapsed_ms=None,
                 note="late, re-check",
             ),

@@ -80,8 +80,9 @@ def mask_number(number: str | None) -> str:
 def banner_for(outcome: ScanOutcome, *, queued: bool = False) -> BannerView:
     """Build the banner of one outcome.
 
-    `queued` tells that the lookup client keeps a NOT CHECKED document for a
-    re-check when the link returns, so the banner can promise a late answer.
+    `queued` tells that the lookup client keeps a NOT CHECKED document, or
+    one answered from the offline copy, for a re-check when the link
+    returns, so the banner can promise a late answer.
     """
     answer = outcome.lookup
     verdict = verdict_of(answer)
@@ -94,6 +95,9 @@ def banner_for(outcome: ScanOutcome, *, queued: bool = False) -> BannerView:
             "Not on the list of reported stolen or lost documents.",
             f"Data version {answer.data_version or 'not stated'} ({answer.source}).",
         )
+        if answer.source == "offline":
+            follow_up = "queued for an online re-check" if queued else "not re-checked"
+            details += (f"Answered from the offline copy, {follow_up}.",)
     else:
         details = _not_checked_details(outcome, queued=queued)
     return BannerView(verdict, f"{verdict.glyph}  {verdict.title}", details)

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import threading
+from pathlib import Path
+from types import SimpleNamespace
 
 from textual import events
 from textual.widgets import DataTable, TextArea
 
-from kiosk.tui.app import KioskApp
+from backend.records import DocumentKey, LookupAnswer, Result, unknown
+from kiosk.lookup.queue import RecheckQueue
+from kiosk.pipeline import check_text
+from kiosk.tui.app import KioskApp, LateHitRelay
 from kiosk.tui.modals import HitModal, ManualEntryScreen
 from kiosk.tui.widgets import ResultBanner
 from tests.tui.conftest import (
@@ -203,3 +209,68 @@ async def test_quit_closes_client(client: MemoryLookup) -> None:
         await pilot.press("ctrl+q")
         await pilot.pause()
     assert client.closed
+
+
+async def test_late_hit_from_recheck_queue(
+    client: MemoryLookup, tmp_path: Path
+) -> None:
+    relay = LateHitRelay()
+    queue = RecheckQueue(tmp_path / "rechecks.sqlite3", on_late_hit=relay)
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        client.online = False
+        app.scan_lines(passport(STOLEN_NUMBER), source="test reader")
+        await settle(app, pilot)
+        key = DocumentKey.create("UTO", "P", STOLEN_NUMBER)
+        queue.enqueue(key, unknown("connection refused", source="online"))
+        relay.attach(app)
+
+        client.online = True
+        drain = threading.Thread(target=queue.drain, args=(client,))
+        drain.start()
+        drain.join()
+        await pilot.pause()
+
+        assert isinstance(app.screen, HitModal)
+        assert "LATE HIT" in app.screen.heading
+        assert len(queue) == 0
+    queue.close()
+
+
+async def test_relay_holds_answers_until_attached(client: MemoryLookup) -> None:
+    relay = LateHitRelay()
+    key = DocumentKey.create("UTO", "P", STOLEN_NUMBER)
+    answer = client.lookup(key)
+    relay(SimpleNamespace(key=key), answer)
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        relay.attach(app)
+        await pilot.pause()
+        assert isinstance(app.screen, HitModal)
+
+
+async def test_late_possible_notifies_without_modal(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        key = DocumentKey.create("UTO", "P", SIMILAR_NUMBER)
+        app.notify_late_hit(key, client.lookup(key))
+        await pilot.pause()
+        assert not isinstance(app.screen, HitModal)
+        assert app.bells == 1
+        assert history_rows(app)[0][2].startswith("≈ POSSIBLE MATCH late")
+
+
+async def test_offline_no_record_says_queued(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    offline = dataclasses.replace(
+        check_text(passport("C01X00T47"), client),
+        lookup=LookupAnswer(
+            Result.NO_HIT, data_version="6-20261203T060000Z", source="offline"
+        ),
+    )
+    async with app.run_test(size=SIZE) as pilot:
+        app.show_outcome(offline, queued=True)
+        await pilot.pause()
+        text = banner_text(app)
+        assert "NO RECORD" in text
+        assert "offline copy, queued for an online re-check" in text
