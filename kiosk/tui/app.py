@@ -474,10 +474,11 @@ def run_app(args: argparse.Namespace) -> int:
     if not getattr(args, "samples", False):
         factories.extend(_configured_drivers(config_file))
     else:
-        from kiosk.tui.feeder import SampleFeeder
+        from kiosk.tui.feeder import SampleFeeder, demo_order
 
-        images = sorted(
-            p for p in SAMPLE_IMAGES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
+        images = demo_order(
+            [p for p in SAMPLE_IMAGES.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES],
+            SAMPLE_IMAGES / "truth.json",
         )
 
         def feeder(on_event: EventCallback) -> Driver:

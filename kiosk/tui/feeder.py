@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections.abc import Sequence
@@ -69,3 +70,32 @@ class SampleFeeder(Driver):
             if self._stop_event.wait(self.interval_s):
                 return
         self.emit_status(DeviceState.DISCONNECTED, "all sample images played")
+
+
+def demo_order(paths: Sequence[Path], truth_file: Path) -> list[Path]:
+    """Put a reported document first and an unlisted one second, as the
+    ground truth file lists them, so a new user sees a HIT and a NO RECORD
+    within the first two documents. The rest follow in name order. Without
+    a readable truth file the order is kept."""
+    try:
+        truth = json.loads(truth_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return list(paths)
+
+    def entry(path: Path) -> dict[str, object]:
+        found = truth.get(path.name)
+        return found if isinstance(found, dict) else {}
+
+    def expected(path: Path) -> object:
+        lookup = entry(path).get("lookup")
+        return lookup.get("result") if isinstance(lookup, dict) else None
+
+    ordered = sorted(paths)
+    # Lightly damaged images are the likeliest to read on the first try.
+    by_damage = sorted(ordered, key=lambda p: (entry(p).get("level") != "light", p))
+    first = [
+        next((p for p in by_damage if expected(p) == result), None)
+        for result in ("HIT", "NO_HIT")
+    ]
+    leading = [p for p in first if p is not None]
+    return leading + [p for p in ordered if p not in leading]

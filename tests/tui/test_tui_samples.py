@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 from kiosk.cli import SAMPLE_IMAGES, SAMPLE_RECORDS
 from kiosk.lookup.embedded import EmbeddedLookup
 from kiosk.tui.app import KioskApp
-from kiosk.tui.feeder import SampleFeeder
+from kiosk.tui.feeder import SampleFeeder, demo_order
 from kiosk.tui.modals import HitModal
 from kiosk.tui.officer import HistoryEntry
 from kiosk.tui.present import Verdict
@@ -56,3 +57,29 @@ async def test_samples_show_hit_then_no_record(tmp_path: Path) -> None:
         await pilot.pause()
     assert feeders
     assert not feeders[0].running
+
+
+def test_demo_order_puts_hit_then_no_record_first(tmp_path: Path) -> None:
+    names = ["a-hit-heavy.jpg", "b-none.jpg", "c-hit-light.jpg", "d-clear-light.jpg"]
+    truth = {
+        "a-hit-heavy.jpg": {"level": "heavy", "lookup": {"result": "HIT"}},
+        "b-none.jpg": {"lookup": None},
+        "c-hit-light.jpg": {"level": "light", "lookup": {"result": "HIT"}},
+        "d-clear-light.jpg": {"level": "light", "lookup": {"result": "NO_HIT"}},
+    }
+    (tmp_path / "truth.json").write_text(json.dumps(truth), encoding="utf-8")
+    paths = [tmp_path / name for name in reversed(names)]
+
+    ordered = [p.name for p in demo_order(paths, tmp_path / "truth.json")]
+
+    assert ordered == [
+        "c-hit-light.jpg",
+        "d-clear-light.jpg",
+        "a-hit-heavy.jpg",
+        "b-none.jpg",
+    ]
+
+
+def test_demo_order_without_truth_keeps_order(tmp_path: Path) -> None:
+    paths = [tmp_path / "b.jpg", tmp_path / "a.jpg"]
+    assert demo_order(paths, tmp_path / "truth.json") == paths
