@@ -45,6 +45,8 @@ class EmbeddedLookup:
                 return self._store
             store = open_store(self._url)
             try:
+                # NOTE: the seed is imported only into an empty store; a newer
+                # seed file does not replace data already imported.
                 if store.data_version() is None and self._seed_csv is not None:
                     logger.info("seeding the embedded store from %s", self._seed_csv)
                     import_csv(store, self._seed_csv)
