@@ -33,10 +33,11 @@ FloatArray = npt.NDArray[np.float32]
 
 @dataclass(frozen=True)
 class LineGeometry:
-    """Where the glyphs of one text line sit in a grey image (pixels).
+    """Glyph grid of one text line in a grey image, in pixels.
 
-    Glyph i is centred at x = x0 + i * pitch (+ curve * i**2, for
-    perspective) and y = y0 + slope * (x - x0); `cap` is the capital height.
+    Glyph i is centred at x = x0 + i * pitch + curve * i**2 (the curve term
+    absorbs perspective) and y = y0 + slope * (x - x0). `cap` is the capital
+    height.
     """
 
     x0: float
@@ -105,7 +106,7 @@ def features(cells: FloatArray) -> FloatArray:
     """Turn cells into network inputs: pixels plus gradient orientation maps.
 
     Each cell is scaled so its darkest pixel is 1, which removes the contrast
-    left over after line normalisation; the gradient maps make the input less
+    left over after line normalisation. The gradient maps make the input less
     sensitive to stroke thickness.
     """
     n = cells.shape[0]
@@ -192,9 +193,9 @@ def default_model() -> GlyphModel:
 def ink_map(gray: npt.NDArray[np.uint8], cap: float) -> FloatArray:
     """Turn a grey image into ink strength 0..1 relative to the local paper.
 
-    The paper level is a grey dilation over about half a cap height, wider
-    than an OCR-B stroke, so uneven light and glare cancel out; the result is
-    scaled by a high percentile so a faint print still reaches about 1.
+    The paper level is a grey dilation over about half a cap height, which is
+    wider than an OCR-B stroke, so uneven light and glare cancel out. The
+    result is scaled by its 99th percentile so that faint print reaches 1.
     """
     size = max(3, round(cap * 0.6) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))

@@ -2,9 +2,9 @@
 
 Works on a copy scaled to `WORK_SIZE` pixels on the long side. Dark thin
 print is isolated with a black-hat filter, characters are joined along the
-line with a short horizontal closing, and long thin blobs become candidate
-text lines. The search runs on the frame as given and turned by 90 degrees,
-so sideways documents are found too; upside-down bands are resolved later by
+line with horizontal closings, and long thin blobs become candidate text
+lines. The search runs on the frame as given and turned by 90 degrees, so
+sideways documents are found too. The reader settles upside-down bands by
 reading them both ways.
 """
 
@@ -45,8 +45,8 @@ class TextLine:
 class Band:
     """A rotated rectangle around one or more parallel text lines (frame pixels).
 
-    `angle` turns the frame so that the lines run left to right (they may
-    still be upside down); `cap` is an estimate of the capital height.
+    Turning the frame by `angle` makes the lines run left to right, possibly
+    upside down. `cap` is an estimate of the capital height.
     """
 
     cx: float
@@ -74,8 +74,8 @@ def _ink_masks(work: U8) -> list[U8]:
     )
     otsu, _ = cv2.threshold(blackhat, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
     # A dark photo on the page drags Otsu's level far above the contrast of
-    # thin print, so also try half of it; a busy security background needs a
-    # level above most of the page instead. Some real contrast is always due.
+    # thin print, so half of it is tried too. A busy security background needs
+    # a level above most of the page instead. Both demand some real contrast.
     low = max(0.5 * otsu, 18.0)
     high = max(float(otsu), float(np.percentile(blackhat[::4, ::4], 90)), 18.0)
     return [(blackhat > level).astype(np.uint8) * 255 for level in (low, high)]
@@ -204,10 +204,10 @@ def find_bands(gray: U8, limit: int = 4) -> list[Band]:
     lines: list[TextLine] = []
     for mask in _ink_masks(work):
         turned = np.asarray(cv2.rotate(mask, cv2.ROTATE_90_CLOCKWISE), np.uint8)
-        # Several closing widths: the narrow one keeps small print apart from
-        # its neighbours, the wide ones bridge the gaps between large glyphs
-        # and between the tips of a run of `<` fillers, which is up to a
-        # whole pitch on the middle rows.
+        # Several closing widths. The narrow one keeps small print apart from
+        # its neighbours. The wide ones bridge the gaps between large glyphs,
+        # and between the tips of a run of `<` fillers, which are up to a whole
+        # pitch apart on the middle rows.
         for gap in (9, 17, 29):
             lines += _line_blobs(mask, gap)
             lines += [_turn_back(t, work.shape[0]) for t in _line_blobs(turned, gap)]

@@ -58,8 +58,8 @@ log = logging.getLogger(__name__)
 Candidate = tuple[str, float]
 Alternatives = list[list[list[Candidate]]]
 
-# Frames larger than this are scaled down before anything else; a 12000 x
-# 12000 photo would otherwise take about 430 MB as a grey image alone.
+# Frames larger than this are scaled down before anything else. A 12000 x
+# 12000 colour photo takes 432 MB, and every later stage would copy it.
 MAX_PIXELS = 24_000_000
 MAX_FILE_BYTES = 100 * 1024 * 1024
 MAX_DECODE_PIXELS = 400_000_000
@@ -67,10 +67,10 @@ MAX_DECODE_PIXELS = 400_000_000
 TOP_K = 4
 MIN_P = 0.005
 # A character outside the check digits' reach below this probability makes
-# the whole reading doubtful: nothing else would catch its misreading.
+# the whole reading doubtful, because nothing else would catch its misreading.
 DOUBT_P = 0.5
 MIN_SEEN_P = 0.02
-# OCR-B's O and 0 differ only in width, which printers do not keep; where a
+# OCR-B's O and 0 differ only in width, which printers do not keep. Where a
 # field allows just one of them, the other's probability counts for it.
 _TWINS = {"O": "0", "0": "O"}
 # Readings whose mean top probability is below this are not an MRZ at all.
@@ -292,8 +292,8 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
         return result
 
     # The most confident reading is usually right, but an upside-down band or
-    # a neighbouring print line can score close to it: the next candidates get
-    # their chance when the check digits reject the first.
+    # a neighbouring print line can score close to it. So the next candidates
+    # get their chance when the check digits reject the first.
     mark = time.perf_counter()
     results: list[tuple[ReadResult, _Reading]] = []
     for candidate in plausible[:MAX_TRIES]:

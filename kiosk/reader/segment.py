@@ -1,9 +1,9 @@
 """Cut a located band into MRZ lines and fixed-pitch character cells.
 
 The band is resampled upright so that capitals are about `TARGET_CAP` pixels
-high, its skew is refined on the ink's row profile, lines are taken from that
-profile, and each line's glyph grid (first centre, pitch, slope) is fitted to
-the centres of its connected components. An MRZ line has no gaps wider than a
+high, and its skew is refined on the ink's row profile. Lines are taken from
+that profile. Each line's glyph grid (first centre, pitch, slope) is fitted
+to the centres of its connected components. An MRZ line has no gaps wider than a
 character, because empty positions are printed as `<`.
 """
 
@@ -239,7 +239,7 @@ def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
     boxes = sorted(
         zip(lefts[tall].tolist(), (lefts + widths)[tall].tolist(), strict=True)
     )
-    # The longest run of glyphs with no gap wider than one cap height.
+    # The widest run of glyphs with no gap wider than one cap height.
     best = (0, 0)
     start = None
     last = -1
