@@ -328,3 +328,9 @@ def test_server_chosen_ids_not_replayed(client: TestClient) -> None:
         "/v1/lookup", json=key_json(), headers={**AUTH, "X-Request-ID": generated}
     )
     assert "X-Idempotent-Replay" not in again.headers
+
+
+def test_change_feed_limit_validated(client: TestClient) -> None:
+    response = client.get("/v1/changes", params={"limit": 0}, headers=AUTH)
+    assert response.status_code == 422
+    assert "limit" in response.json()["error"]

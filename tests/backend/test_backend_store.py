@@ -265,3 +265,39 @@ def test_reopen_keeps_data(store_url: str, tmp_path: Path) -> None:
     with open_store(store_url) as second:
         assert second.data_version() == version
         assert second.count() == len(BASIC)
+
+
+def test_same_number_two_types(store: Store, tmp_path: Path) -> None:
+    load(
+        store,
+        tmp_path,
+        [
+            record_line("UTO", "A1234567", doc_type="P"),
+            record_line("UTO", "A1234567", doc_type="ID", status="lost"),
+        ],
+    )
+    answer = store.lookup(key("UTO", "A1234567", "P"))
+    assert answer.result is Result.HIT
+    assert not answer.type_mismatch
+    assert sorted(r.document_type for r in answer.records) == ["ID", "P"]
+    other = store.lookup(key("UTO", "A1234567", "V"))
+    assert other.result is Result.HIT
+    assert other.type_mismatch
+
+
+def test_unknown_store_url_rejected() -> None:
+    from backend.errors import StoreError
+
+    with pytest.raises(StoreError, match="unsupported store URL scheme 'mysql'"):
+        open_store("mysql://localhost/db")
+    with pytest.raises(StoreError, match="no file path"):
+        open_store("sqlite:///")
+
+
+@pytest.mark.postgres
+def test_postgres_schema_name_validated(pg_schema_url: str) -> None:
+    from backend.errors import StoreError
+
+    bad = pg_schema_url.rsplit("schema=", 1)[0] + "schema=Bad;Name"
+    with pytest.raises(StoreError, match="invalid schema name"):
+        open_store(bad)
