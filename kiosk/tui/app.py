@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
 import inspect
 import logging
+import os
 import queue
+import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -51,6 +54,7 @@ DriverFactory = Callable[[EventCallback], Driver]
 ScanInput = tuple[Literal["text"], list[str]] | tuple[Literal["image"], Any]
 
 LOG_FILE = Path("var") / "kiosk-tui.log"
+NATIVE_STDERR_FILE = Path("var") / "kiosk-stderr.log"
 # `source` of answers from the offline copy, which are queued for re-check.
 OFFLINE_SOURCE = "offline"
 
@@ -487,10 +491,45 @@ def run_app(args: argparse.Namespace) -> int:
             )
 
         factories.append(feeder)
-    app = KioskApp(client, drivers=factories, config_path=config_file)
-    app_ready.append(app)
-    relay.attach(app)
-    logger.info("kiosk app starting with %d device(s)", len(factories))
-    result = app.run()
-    app.stop_everything()
+    with native_stderr_to(NATIVE_STDERR_FILE):
+        app = KioskApp(client, drivers=factories, config_path=config_file)
+        app_ready.append(app)
+        relay.attach(app)
+        logger.info("kiosk app starting with %d device(s)", len(factories))
+        result = app.run()
+        app.stop_everything()
     return result or 0
+
+
+@contextlib.contextmanager
+def native_stderr_to(path: Path) -> Iterator[None]:
+    """Send what C libraries write to file descriptor 2 to a file while the
+    app runs, and keep the terminal on a duplicate descriptor for Textual.
+
+    libjpeg, inside OpenCV, prints warnings such as "Premature end of JPEG
+    file" straight to descriptor 2, which would tear the screen. Textual
+    draws on `sys.__stderr__` and reads it when the App is created, so this
+    must wrap the App's creation.
+    """
+    original = sys.__stderr__
+    if original is None or not original.isatty():
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    original.flush()
+    saved = os.dup(2)
+    terminal = open(  # noqa: SIM115 - closed in the finally block
+        os.dup(2), "w", encoding=original.encoding, errors="backslashreplace"
+    )
+    log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    sys.__stderr__ = terminal  # type: ignore[misc]
+    try:
+        yield
+    finally:
+        terminal.flush()
+        sys.__stderr__ = original  # type: ignore[misc]
+        os.dup2(saved, 2)
+        os.close(saved)
+        terminal.close()
