@@ -69,7 +69,6 @@ MIN_P = 0.005
 # A character outside the check digits' reach below this probability makes
 # the whole reading doubtful, because nothing else would catch its misreading.
 DOUBT_P = 0.5
-MIN_SEEN_P = 0.02
 # OCR-B's O and 0 differ only in width, which printers do not keep. Where a
 # field allows just one of them, the other's probability counts for it.
 _TWINS = {"O": "0", "0": "O"}
@@ -374,6 +373,9 @@ def _finish(
             result.confidence = min(result.confidence, 0.3)
     elif outcome.status is RepairStatus.FAILED:
         result.rejection = _diagnose(best) or REJECT_CHECKS
+    elif outcome.status is RepairStatus.AMBIGUOUS:
+        reason = outcome.reason or "more than one reading passes the check digits"
+        result.rejection = _diagnose(best) or f"MRZ unclear: {reason}"
     return result
 
 
@@ -396,16 +398,13 @@ def _doubtful(
             if (ln, pos) in covered or ln >= len(alternatives):
                 continue
             cands = dict(alternatives[ln][pos]) if pos < len(alternatives[ln]) else {}
-            # The field's alphabet settles look-alikes such as O and 0 in a
-            # name, but only when the recogniser saw the character at all.
-            allowed = ALLOWED[classes[ln][pos]]
-            mass = sum(p for c, p in cands.items() if c in allowed)
+            # The field's alphabet settles O against 0, but nothing settles a
+            # weak character, whatever its rivals are.
             p_char = cands.get(char, 0.0)
             twin = _TWINS.get(char)
-            if twin is not None and twin not in allowed:
+            if twin is not None and twin not in ALLOWED[classes[ln][pos]]:
                 p_char += cands.get(twin, 0.0)
-                mass += cands.get(twin, 0.0)
-            if p_char < MIN_SEEN_P or p_char < DOUBT_P * mass:
+            if p_char < DOUBT_P:
                 doubtful.append((ln, pos))
     return tuple(doubtful)
 
