@@ -102,7 +102,7 @@ def test_scan_samples_show_hit_and_no_hit(
     )
     assert code == 0
     by_name = {Path(str(r["source"])).name: r for r in results}
-    kinds = {r["lookup"]["result"] for r in results if isinstance(r["lookup"], dict)}  # type: ignore[index]
+    kinds = {r["lookup"]["result"] for r in results if isinstance(r["lookup"], dict)}
     assert "HIT" in kinds
     assert "NO_HIT" in kinds
     for name, truth in TRUTH.items():

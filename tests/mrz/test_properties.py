@@ -50,7 +50,7 @@ def test_generated_documents_round_trip(fmt: MrzFormat, seed: int) -> None:
 
 def _protected(fmt: MrzFormat) -> list[tuple[int, int]]:
     layout = LAYOUTS[fmt]
-    positions = set()
+    positions: set[tuple[int, int]] = set()
     for check in layout.checks:
         for line, start, end in check.spans:
             positions.update((line, p) for p in range(start, end))
