@@ -232,8 +232,17 @@ class Store(abc.ABC):
             exact = [row_to_record(r) for r in rows if r[2] == key.document_number]
             folded = [row_to_record(r) for r in rows if r[2] != key.document_number]
             answer = classify(key, exact, folded)
+            # Built directly: dataclasses.replace costs several times more,
+            # which adds up over a batch of thousands of keys.
             answers.append(
-                dataclasses.replace(answer, data_version=version, source=self.kind)
+                LookupAnswer(
+                    answer.result,
+                    answer.records,
+                    data_version=version,
+                    type_mismatch=answer.type_mismatch,
+                    source=self.kind,
+                    checked_at=answer.checked_at,
+                )
             )
         return answers
 
