@@ -18,6 +18,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -42,7 +43,12 @@ from kiosk.pipeline import ScanOutcome, check_image, check_text
 from kiosk.tui.modals import HitModal, ManualEntryScreen
 from kiosk.tui.officer import HistoryEntry, OfficerScreen, key_of
 from kiosk.tui.present import Verdict, mask_number, verdict_of
-from kiosk.tui.technician import DeviceRow, TechnicianScreen, find_devices
+from kiosk.tui.technician import (
+    TECHNICIAN_TABS,
+    DeviceRow,
+    TechnicianScreen,
+    find_devices,
+)
 from kiosk.tui.tester import TesterScreen
 from kiosk.tui.widgets import describe_backend
 
@@ -226,6 +232,12 @@ class KioskApp(App[int]):
                 "Check the edited kiosk.toml without saving it (F8)",
                 screen.action_validate,
             )
+            for tab_id, title in TECHNICIAN_TABS.items():
+                yield SystemCommand(
+                    f"Technician tab: {title}",
+                    "Also reached with Left and Right on the tab bar",
+                    partial(screen.show_tab, tab_id),
+                )
         yield SystemCommand(
             "Officer screen", "Scan results and history (F2)", self._officer
         )

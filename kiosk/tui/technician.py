@@ -43,6 +43,12 @@ logger = logging.getLogger(__name__)
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "kiosk.example.toml"
 # Seconds a test read waits for a document before giving up.
 TEST_READ_TIMEOUT_S = 30.0
+TECHNICIAN_TABS = {
+    "tab-driver": "Driver",
+    "tab-devices": "Devices",
+    "tab-monitor": "Test read / monitor",
+    "tab-config": "Config file",
+}
 # Bytes per hex row in the raw monitor, as in `kiosk drivers monitor`.
 HEX_ROW = 16
 
@@ -125,12 +131,13 @@ class TechnicianScreen(Screen[None]):
     """Device set-up: what is plugged in, what is configured, what it sends."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("f5", "find_devices", "Devices"),
-        Binding("f6", "test_read", "Test read"),
-        Binding("f7", "toggle_monitor", "Monitor"),
+        # Priority, because the config editor binds F6 and F7 to selections.
+        Binding("f5", "find_devices", "Devices", priority=True),
+        Binding("f6", "test_read", "Test read", priority=True),
+        Binding("f7", "toggle_monitor", "Monitor", priority=True),
         # Left out of the footer for room; the command palette lists it.
-        Binding("f8", "validate", "Validate", show=False),
-        Binding("ctrl+s", "save", "Save"),
+        Binding("f8", "validate", "Validate", show=False, priority=True),
+        Binding("ctrl+s", "save", "Save", priority=True),
     ]
 
     def __init__(self, *, test_timeout_s: float = TEST_READ_TIMEOUT_S) -> None:
@@ -141,6 +148,9 @@ class TechnicianScreen(Screen[None]):
         self._session_stop = threading.Event()
         self.documents_seen = 0
         self._saved_text = ""
+        # The change event of an edit can arrive after F8 or Ctrl+S already
+        # judged that text, so the verdict stays until the text changes.
+        self._judged_text: str | None = None
 
     @property
     def kiosk(self) -> KioskApp:
@@ -156,17 +166,17 @@ class TechnicianScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header(show_clock=False)
         with TabbedContent(initial="tab-driver"):
-            with TabPane("Driver", id="tab-driver"):
+            with TabPane(TECHNICIAN_TABS["tab-driver"], id="tab-driver"):
                 yield Static(id="driver-summary")
                 yield DataTable(id="driver-settings", show_cursor=False)
-            with TabPane("Devices", id="tab-devices"):
+            with TabPane(TECHNICIAN_TABS["tab-devices"], id="tab-devices"):
                 yield DataTable(id="devices", cursor_type="row", zebra_stripes=True)
-            with TabPane("Test read / monitor", id="tab-monitor"):
+            with TabPane(TECHNICIAN_TABS["tab-monitor"], id="tab-monitor"):
                 yield Static(
                     "F6 waits for one document; F7 streams.", id="monitor-state"
                 )
                 yield RichLog(id="monitor-log", wrap=False, max_lines=2000)
-            with TabPane("Config file", id="tab-config"), Vertical():
+            with TabPane(TECHNICIAN_TABS["tab-config"], id="tab-config"), Vertical():
                 yield Static(id="config-state")
                 yield TextArea(id="config-text", language=None, soft_wrap=False)
         yield Footer(compact=True)
@@ -180,7 +190,7 @@ class TechnicianScreen(Screen[None]):
         settings.add_column("Value", key="value")
         self._load_config_text()
         self.show_driver()
-        self.action_find_devices()
+        self._refresh_devices()
 
     # Configured driver.
 
@@ -210,7 +220,14 @@ class TechnicianScreen(Screen[None]):
 
     # Devices found.
 
+    def show_tab(self, tab_id: str) -> None:
+        self.query_one(TabbedContent).active = tab_id
+
     def action_find_devices(self) -> None:
+        self.show_tab("tab-devices")
+        self._refresh_devices()
+
+    def _refresh_devices(self) -> None:
         self.run_worker(
             self._find_devices, thread=True, group="devices", exclusive=True
         )
@@ -246,14 +263,14 @@ class TechnicianScreen(Screen[None]):
             driver = create_driver(section)
         except (ConfigError, DriverError) as exc:
             self._log(Text(f"Cannot open the device: {exc}", style="bold red"))
-            self.query_one(TabbedContent).active = "tab-monitor"
+            self.show_tab("tab-monitor")
             return
         driver.raw_listener = self._on_raw
         self.session = kind
         self.documents_seen = 0
         self._session_driver = driver
         self._session_stop = threading.Event()
-        self.query_one(TabbedContent).active = "tab-monitor"
+        self.show_tab("tab-monitor")
         what = (
             f"Test read: waiting up to {self.test_timeout_s:.0f} s for one document"
             if kind == "test"
@@ -358,6 +375,7 @@ class TechnicianScreen(Screen[None]):
 
     def action_validate(self) -> bool:
         text = self.query_one("#config-text", TextArea).text
+        self._judged_text = text
         state = self.query_one("#config-state", Static)
         try:
             config = parse_config(text, source=self.config_file)
@@ -365,7 +383,7 @@ class TechnicianScreen(Screen[None]):
                 config.driver()
         except ConfigError as exc:
             state.update(Text(f"✗ invalid: {exc}", style="bold red"))
-            self.query_one(TabbedContent).active = "tab-config"
+            self.show_tab("tab-config")
             return False
         state.update(Text(f"✓ valid: {len(config.drivers)} driver(s)", style="green"))
         return True
@@ -394,7 +412,7 @@ class TechnicianScreen(Screen[None]):
 
     @on(TextArea.Changed, "#config-text")
     def _config_edited(self, event: TextArea.Changed) -> None:
-        if event.text_area.text == self._saved_text:
+        if event.text_area.text in (self._saved_text, self._judged_text):
             return
         self.query_one("#config-state", Static).update(
             f"{self.config_file}: edited, not saved. F8 validates, Ctrl+S saves."
