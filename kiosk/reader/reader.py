@@ -76,7 +76,7 @@ _TWINS = {"O": "0", "0": "O"}
 MIN_MEAN_P = 0.45
 MAX_BANDS = 3
 # Readings, best first, that are repaired before giving up.
-MAX_TRIES = 3
+MAX_TRIES = 4
 # Share of Tesseract's character in a blended alternative list.
 TESSERACT_WEIGHT = 0.4
 
@@ -272,9 +272,7 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     notes: set[str] = set()
     for band in bands[:MAX_BANDS]:
         for turn in (0.0, 180.0):
-            reading = _read_band(gray, band, turn, notes)
-            if reading is not None:
-                readings.append(reading)
+            readings += _read_band(gray, band, turn, notes)[:2]
         if any(r.score > math.log(0.9) for r in readings):
             break
     readings.sort(key=lambda r: -r.score)
@@ -439,13 +437,14 @@ def _box(reading: _Reading) -> tuple[tuple[float, float], ...]:
 
 def _read_band(
     gray: npt.NDArray[np.uint8], band: Band, turn: float, notes: set[str]
-) -> _Reading | None:
-    """Read one band one way round; add REJECT_CUT_OFF to `notes` when
-    MRZ-like lines run out of the frame."""
+) -> list[_Reading]:
+    """Read one band one way round; return the readings of each plausible line
+    group and count, best first. Adds REJECT_CUT_OFF to `notes` when MRZ-like
+    lines run out of the frame."""
     image = refine_skew(extract_band(gray, band, turn))
     spans = find_lines(image.ink)
     if len(spans) < 2:
-        return None
+        return []
     # Print above the MRZ or the document's edge below it may be in the band
     # too, so every run of consecutive lines is a candidate.
     options: list[tuple[list[LineSpan], int]] = []
@@ -458,12 +457,9 @@ def _read_band(
                     notes.add(REJECT_CUT_OFF)
                 for count in plausible_counts(merged[0], counts):
                     options.append((merged, count))
-    best: _Reading | None = None
-    for chosen, count in options:
-        reading = _classify(band, turn, image, chosen, count)
-        if best is None or reading.score > best.score:
-            best = reading
-    return best
+    readings = [_classify(band, turn, image, chosen, n) for chosen, n in options]
+    readings.sort(key=lambda r: -r.score)
+    return readings
 
 
 def _reread_flat(best: _Reading) -> _Reading:
