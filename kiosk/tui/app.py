@@ -132,6 +132,7 @@ class KioskApp(App[int]):
         self.device_lister = device_lister
         self._driver_factories = list(drivers)
         self.drivers: list[Driver] = []
+        self._drivers_lock = threading.Lock()
         # Set while no check is running and no HIT waits for acknowledgement;
         # the sample feeder waits for it before it hands over a document.
         self.ready_for_next = threading.Event()
@@ -156,10 +157,7 @@ class KioskApp(App[int]):
         self.refresh_backend_status()
         if self.status_interval_s > 0:
             self.set_interval(self.status_interval_s, self.refresh_backend_status)
-        for factory in self._driver_factories:
-            driver = factory(self._on_driver_event)
-            self.drivers.append(driver)
-        if self.drivers:
+        if self._driver_factories:
             self.run_worker(self._start_drivers, thread=True, group="drivers")
 
     def _initial_device_text(self) -> str:
@@ -168,7 +166,14 @@ class KioskApp(App[int]):
         return "starting…"
 
     def _start_drivers(self) -> None:
-        for driver in self.drivers:
+        with self._drivers_lock:
+            if self._stopped or self.drivers:
+                return
+            self.drivers = [
+                factory(self._on_driver_event) for factory in self._driver_factories
+            ]
+            drivers = list(self.drivers)
+        for driver in drivers:
             try:
                 driver.start()
             except Exception as exc:
@@ -185,14 +190,41 @@ class KioskApp(App[int]):
         name = event.source if isinstance(event, StatusChanged) else "device"
         self.post_message(DeviceEvent(name or "device", event))
 
+    def release_devices(self) -> None:
+        """Stop the officer's drivers so that a technician session can open
+        the same device (serial ports are opened for exclusive use).
+
+        Blocks until the drivers stopped: call it from a worker thread.
+        """
+        with self._drivers_lock:
+            drivers, self.drivers = self.drivers, []
+        for driver in drivers:
+            driver.stop()
+        if drivers:
+            logger.info("devices released for a technician session")
+            self.post_message(
+                DeviceEvent(
+                    "device",
+                    StatusChanged(
+                        DeviceState.DISCONNECTED, "in use by the technician screen"
+                    ),
+                )
+            )
+
+    def reclaim_devices(self) -> None:
+        """Start the officer's drivers again after `release_devices`."""
+        self._start_drivers()
+
     def stop_everything(self) -> None:
         """Stop drivers and close the lookup client; safe to call twice."""
-        if self._stopped:
-            return
-        self._stopped = True
+        with self._drivers_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            drivers, self.drivers = self.drivers, []
         self._scan_queue.put(None)
         self.ready_for_next.set()
-        for driver in self.drivers:
+        for driver in drivers:
             driver.stop()
         try:
             self.client.close()

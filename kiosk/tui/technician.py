@@ -175,7 +175,7 @@ class TechnicianScreen(Screen[None]):
                 yield Static(
                     "F6 waits for one document; F7 streams.", id="monitor-state"
                 )
-                yield RichLog(id="monitor-log", wrap=False, max_lines=2000)
+                yield RichLog(id="monitor-log", wrap=True, max_lines=2000)
             with TabPane(TECHNICIAN_TABS["tab-config"], id="tab-config"), Vertical():
                 yield Static(id="config-state")
                 yield TextArea(id="config-text", language=None, soft_wrap=False)
@@ -292,6 +292,7 @@ class TechnicianScreen(Screen[None]):
         deadline = None if kind == "monitor" else self.test_timeout_s
         waited = 0.0
         reason = "stopped"
+        self.kiosk.release_devices()
         try:
             driver.start()
             while not self._session_stop.is_set():
@@ -311,6 +312,7 @@ class TechnicianScreen(Screen[None]):
             reason = f"device failed: {exc}"
         finally:
             driver.stop()
+            self.kiosk.reclaim_devices()
         self.post_message(DeviceSessionEnded(reason))
 
     def stop_session(self) -> None:

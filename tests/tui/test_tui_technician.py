@@ -7,6 +7,7 @@ from pathlib import Path
 
 from textual.widgets import DataTable, TextArea
 
+from drivers import Driver, EventCallback, create_driver
 from kiosk.config import load_config
 from kiosk.tui import technician
 from kiosk.tui.app import KioskApp
@@ -138,3 +139,38 @@ async def test_valid_config_is_saved(tmp_path: Path) -> None:
     saved = load_config(config)
     assert saved.driver().name == "simulated"
     assert saved.driver().interval_s == 1.5  # type: ignore[attr-defined]
+
+
+async def test_test_read_borrows_officer_device(tmp_path: Path) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text(SIMULATOR_CONFIG.replace("0.2", "5.0"), encoding="utf-8")
+    section = load_config(config).driver()
+
+    def officer_driver(on_event: EventCallback) -> Driver:
+        return create_driver(section, on_event)
+
+    app = KioskApp(
+        MemoryLookup(),
+        clock=frozen_clock,
+        config_path=config,
+        drivers=[officer_driver],
+        status_interval_s=0,
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if app.drivers and app.drivers[0].running:
+                break
+        first = app.drivers[0]
+        screen = await open_technician(app, pilot)
+        await pilot.press("f6")
+        await wait_idle(screen, timeout_s=20)
+        await pilot.pause()
+
+        assert not first.running
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if app.drivers and app.drivers[0].running:
+                break
+        assert app.drivers[0] is not first
+        assert app.drivers[0].running
