@@ -91,8 +91,16 @@ def demo_order(paths: Sequence[Path], truth_file: Path) -> list[Path]:
         return lookup.get("result") if isinstance(lookup, dict) else None
 
     ordered = sorted(paths)
-    # Lightly damaged images are the likeliest to read on the first try.
-    by_damage = sorted(ordered, key=lambda p: (entry(p).get("level") != "light", p))
+    # Lightly damaged images are the likeliest to read on the first try, and
+    # a passport (TD3) is what most travellers hand over.
+    by_damage = sorted(
+        ordered,
+        key=lambda p: (
+            entry(p).get("level") != "light",
+            entry(p).get("format") != "TD3",
+            p,
+        ),
+    )
     first = [
         next((p for p in by_damage if expected(p) == result), None)
         for result in ("HIT", "NO_HIT")

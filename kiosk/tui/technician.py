@@ -7,6 +7,8 @@ import dataclasses
 import logging
 import os
 import threading
+import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar, Literal
 
@@ -30,7 +32,7 @@ from textual.widgets import (
 
 from drivers import Driver, DriverError, create_driver
 from drivers.events import DriverEvent, ImageCaptured, MrzLinesRead, StatusChanged
-from kiosk.config import KioskConfig, config_path, parse_config
+from kiosk.config import DriverConfig, KioskConfig, config_path, parse_config
 from kiosk.errors import ConfigError, KioskError
 from kiosk.mrz import parse
 from kiosk.tui.present import check_labels, field_rows
@@ -260,15 +262,12 @@ class TechnicianScreen(Screen[None]):
             return
         try:
             section = self._read_config().driver()
-            driver = create_driver(section)
-        except (ConfigError, DriverError) as exc:
+        except ConfigError as exc:
             self._log(Text(f"Cannot open the device: {exc}", style="bold red"))
             self.show_tab("tab-monitor")
             return
-        driver.raw_listener = self._on_raw
         self.session = kind
         self.documents_seen = 0
-        self._session_driver = driver
         self._session_stop = threading.Event()
         self.show_tab("tab-monitor")
         what = (
@@ -281,23 +280,36 @@ class TechnicianScreen(Screen[None]):
         )
         self._log(Text(f"── {what} ──", style="bold"))
         self.run_worker(
-            lambda: self._run_session(driver, kind), thread=True, group="device-session"
+            partial(self._run_session, section, kind),
+            thread=True,
+            group="device-session",
         )
 
     def _on_raw(self, direction: Literal["rx", "tx"], data: bytes) -> None:
         # Runs on the driver's thread.
         self.post_message(RawTraffic(direction, data))
 
-    def _run_session(self, driver: Driver, kind: Literal["test", "monitor"]) -> None:
-        deadline = None if kind == "monitor" else self.test_timeout_s
-        waited = 0.0
+    def _run_session(
+        self, section: DriverConfig, kind: Literal["test", "monitor"]
+    ) -> None:
+        try:
+            # Creating a driver can load image files (image protocol), so
+            # it happens here rather than on the UI thread.
+            driver = create_driver(section)
+        except DriverError as exc:
+            self.post_message(DeviceSessionEnded(f"cannot open the device: {exc}"))
+            return
+        driver.raw_listener = self._on_raw
+        self._session_driver = driver
+        deadline = None
+        if kind == "test":
+            deadline = time.monotonic() + self.test_timeout_s
         reason = "stopped"
         self.kiosk.release_devices()
         try:
             driver.start()
             while not self._session_stop.is_set():
                 event = driver.get_event(0.1)
-                waited += 0.1
                 if event is not None:
                     self.post_message(DeviceEventSeen(event))
                     if kind == "test" and isinstance(
@@ -305,8 +317,8 @@ class TechnicianScreen(Screen[None]):
                     ):
                         reason = "one document read"
                         break
-                if deadline is not None and waited >= deadline:
-                    reason = f"no document within {deadline:.0f} s"
+                if deadline is not None and time.monotonic() >= deadline:
+                    reason = f"no document within {self.test_timeout_s:.0f} s"
                     break
         except DriverError as exc:
             reason = f"device failed: {exc}"

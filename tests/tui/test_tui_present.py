@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 
 import pytest
 
 from backend.records import LookupAnswer, Result
+from kiosk.lookup.base import BackendState, BackendStatus
 from kiosk.pipeline import check_text
 from kiosk.tui.entry import validate_entry
 from kiosk.tui.present import Verdict, banner_for, mask_number, warning_lines
+from kiosk.tui.widgets import describe_backend, format_age
 from tests.tui.conftest import (
     FROZEN_NOW,
     STOLEN_NUMBER,
@@ -106,3 +109,41 @@ def test_entry_extra_line_reported() -> None:
     state = validate_entry("\n".join([*lines, lines[0]]))
     assert not state.ready
     assert state.errors
+
+
+@pytest.mark.parametrize(
+    ("status", "shown"),
+    [
+        (
+            BackendStatus(BackendState.ONLINE, "9-x", "ok", queued_rechecks=0),
+            "online, data 9-x",
+        ),
+        (
+            BackendStatus(
+                BackendState.OFFLINE, "8-x", "copy", data_age=dt.timedelta(hours=5)
+            ),
+            "OFFLINE: offline copy 8-x, 5 h old",
+        ),
+        (
+            BackendStatus(
+                BackendState.UNREACHABLE, None, "connection refused", queued_rechecks=2
+            ),
+            "UNREACHABLE: connection refused; 2 queued for re-check",
+        ),
+        (
+            BackendStatus(BackendState.EMBEDDED, "1-x", "list"),
+            "embedded list, data 1-x",
+        ),
+        (None, "checking the lookup backend…"),
+    ],
+)
+def test_describe_backend(status: BackendStatus | None, shown: str) -> None:
+    assert describe_backend(status) == shown
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [(45, "45 s"), (600, "10 min"), (5 * 3600, "5 h"), (3 * 86400, "3 d")],
+)
+def test_format_age(seconds: int, shown: str) -> None:
+    assert format_age(dt.timedelta(seconds=seconds)) == shown

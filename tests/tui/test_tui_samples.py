@@ -15,7 +15,7 @@ from kiosk.tui.officer import HistoryEntry
 from kiosk.tui.present import Verdict
 from tests.tui.conftest import frozen_clock
 
-SAMPLES = [SAMPLE_IMAGES / "td2-card-light.png", SAMPLE_IMAGES / "fra-id-light.jpg"]
+SAMPLES = [SAMPLE_IMAGES / "td3-passport-light.jpg", SAMPLE_IMAGES / "fra-id-light.jpg"]
 
 
 def verdicts(history: list[HistoryEntry]) -> list[Verdict]:

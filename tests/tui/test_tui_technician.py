@@ -143,7 +143,7 @@ async def test_valid_config_is_saved(tmp_path: Path) -> None:
 
 async def test_test_read_borrows_officer_device(tmp_path: Path) -> None:
     config = tmp_path / "kiosk.toml"
-    config.write_text(SIMULATOR_CONFIG.replace("0.2", "5.0"), encoding="utf-8")
+    config.write_text(SIMULATOR_CONFIG.replace("0.2", "0.5"), encoding="utf-8")
     section = load_config(config).driver()
 
     def officer_driver(on_event: EventCallback) -> Driver:
@@ -174,3 +174,19 @@ async def test_test_read_borrows_officer_device(tmp_path: Path) -> None:
                 break
         assert app.drivers[0] is not first
         assert app.drivers[0].running
+
+
+async def test_test_read_times_out(tmp_path: Path) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text(SIMULATOR_CONFIG.replace("0.2", "600"), encoding="utf-8")
+    app = KioskApp(
+        MemoryLookup(), clock=frozen_clock, config_path=config, status_interval_s=0
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_technician(app, pilot)
+        screen.test_timeout_s = 1.0
+        await pilot.press("f6")
+        await wait_idle(screen)
+        await pilot.pause()
+        assert screen.documents_seen == 0
+        assert "test ended: no document within 1 s" in log_text(screen)

@@ -17,7 +17,7 @@ from kiosk.tui import tester
 from kiosk.tui.app import KioskApp
 from tests.tui.conftest import frozen_clock
 
-HIT_IMAGE = "td2-card-light.png"
+HIT_IMAGE = "td3-passport-light.jpg"
 NO_MRZ_IMAGE = "no-mrz.jpg"
 
 
