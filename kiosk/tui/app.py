@@ -1,8 +1,8 @@
 """The officer's terminal app: `kiosk` with no command starts it.
 
-Every blocking call (image reading, lookups, backend status, driver start
-and stop) runs in a thread worker; the workers report back with messages,
-which Textual delivers on the UI thread.
+Every blocking call runs in a thread worker: image reading, lookups, the
+backend status, driver start and stop. The workers report back with
+messages, which Textual delivers on the UI thread.
 """
 
 from __future__ import annotations
@@ -473,7 +473,7 @@ def _configured_drivers(config_file: Path | None) -> list[DriverFactory]:
 
 class LateHitRelay:
     """The re-check queue's `on_late_hit` callback, handed to the lookup
-    client before the app exists; it holds late answers until then."""
+    client before the app exists, so it keeps late answers until then."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

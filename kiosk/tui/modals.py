@@ -122,7 +122,11 @@ class ManualEntryScreen(ModalScreen[list[str] | None]):
         out.append(f"Format: {fmt}\n", style="bold")
         for line in state.line_states:
             failed = bool(line.problems) or any(not ok for _, ok in line.checks)
-            style = "bold red" if failed else ("green" if line.complete else "")
+            style = ""
+            if failed:
+                style = "bold red"
+            elif line.complete:
+                style = "green"
             out.append(line.summary() + "\n", style=style)
         for error in state.errors:
             out.append(error + "\n", style="bold red")

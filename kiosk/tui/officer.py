@@ -56,7 +56,7 @@ def key_of(outcome: ScanOutcome) -> DocumentKey | None:
 
 
 class OfficerScreen(Screen[None]):
-    """What the officer at the counter sees and does."""
+    """Screen of the officer at the counter: verdict, details, history."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("m", "app.manual_entry", "Type MRZ"),

@@ -1,9 +1,8 @@
 """What the officer's screens show for one scan, as plain data.
 
-The Textual widgets only lay these values out, so the wording rules (four
-verdicts, each with its own words and glyph; a NO RECORD never called
-"valid"; masked document numbers) are kept here and tested without a
-terminal.
+The Textual widgets only lay these values out. The wording rules live here
+and are tested without a terminal: four verdicts, each with its own words
+and glyph, a NO RECORD that never says "valid", and masked document numbers.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ class Verdict(enum.Enum):
     """The four answers an officer can get, with their banner words and glyph.
 
     Each glyph has its own shape and each title its own words, so the banner
-    reads the same on a monochrome terminal. The glyphs are single-cell
-    characters in every common terminal font.
+    reads the same on a monochrome terminal. The glyphs are one cell wide in
+    Rich's width table, and tmux draws them one cell wide too.
     """
 
     HIT = ("hit", "✖", "HIT")
@@ -80,7 +79,7 @@ def mask_number(number: str | None) -> str:
 def banner_for(outcome: ScanOutcome, *, queued: bool = False) -> BannerView:
     """Build the banner of one outcome.
 
-    `queued` tells that the lookup client keeps a NOT CHECKED document, or
+    `queued` is True when the lookup client keeps a NOT CHECKED document, or
     one answered from the offline copy, for a re-check when the link
     returns, so the banner can promise a late answer.
     """

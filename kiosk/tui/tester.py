@@ -45,7 +45,7 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".
 
 @dataclass(frozen=True, slots=True)
 class TruthEntry:
-    """What an image really holds: its MRZ lines (None when it has no
+    """Ground truth of one image: its MRZ lines (None when it has no
     readable MRZ) and the lookup result a correct reading gets."""
 
     lines: tuple[str, ...] | None
@@ -209,6 +209,7 @@ class TesterScreen(Screen[None]):
         if watch and not path.is_dir():
             self.notify(f"{path} is not a folder; only folders can be watched.")
             return
+
         folder = path if path.is_dir() else path.parent
         self.truth = load_truth(folder)
         self.results = {}
@@ -216,6 +217,7 @@ class TesterScreen(Screen[None]):
         self.query_one("#tester-table", DataTable).clear()
         self._paths = queue.Queue()
         self._stop_requested = threading.Event()
+
         if watch:
             self._total = None
             self._start_watch(path)
@@ -227,6 +229,7 @@ class TesterScreen(Screen[None]):
                 self._paths.put(image)
             self._paths.put(None)
             status = f"Reading {len(images)} image(s) from {path}."
+
         self.query_one("#tester-progress", ProgressBar).update(
             total=self._total, progress=0
         )

@@ -14,7 +14,7 @@ _BANNER_CLASSES = [verdict.css_class for verdict in Verdict] + ["waiting", "scan
 
 
 class ResultBanner(Static):
-    """The large answer at the top of the officer screen.
+    """Large verdict banner at the top of the officer screen.
 
     Besides colour, each verdict has its own border style (set in the
     stylesheet), words and glyph, so it reads the same without colour.

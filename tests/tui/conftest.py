@@ -32,7 +32,7 @@ def frozen_clock() -> dt.datetime:
 class MemoryLookup:
     """A LookupClient over a dict, with a switch that takes it offline.
 
-    Offline, every lookup is UNKNOWN and its key is queued; `recheck` then
+    Offline, every lookup is UNKNOWN and its key is queued. `recheck` then
     looks the queued keys up again, as the store-and-forward queue does when
     the link returns.
     """
@@ -134,7 +134,7 @@ STOLEN = Record(
     issue_date=dt.date(2020, 4, 16),
     expiry_date=dt.date(2030, 4, 15),
 )
-# Differs from a list entry only by O/0, so the lookup says POSSIBLE.
+# Differs from a list entry only by O/0, so the lookup returns POSSIBLE.
 SIMILAR_NUMBER = "XO1234567"
 SIMILAR = dataclasses.replace(
     STOLEN, document_number="X01234567", status=Status.LOST, reference="TEST-2024-00007"

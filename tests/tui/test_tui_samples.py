@@ -28,11 +28,11 @@ async def test_samples_show_hit_then_no_record(tmp_path: Path) -> None:
     holder: list[KioskApp] = []
 
     def feeder(on_event):  # type: ignore[no-untyped-def]
-        made = SampleFeeder(
+        created = SampleFeeder(
             SAMPLES, interval_s=0.05, ready=holder[0].ready_for_next, on_event=on_event
         )
-        feeders.append(made)
-        return made
+        feeders.append(created)
+        return created
 
     app = KioskApp(client, clock=frozen_clock, drivers=[feeder], status_interval_s=0)
     holder.append(app)
@@ -42,7 +42,7 @@ async def test_samples_show_hit_then_no_record(tmp_path: Path) -> None:
             if isinstance(app.screen, HitModal):
                 break
         assert isinstance(app.screen, HitModal)
-        # The feeder holds the next document until the HIT is acknowledged.
+        # The feeder keeps the next document back until the HIT is acknowledged.
         await asyncio.sleep(0.3)
         assert verdicts(app.officer.history) == [Verdict.HIT]
 
