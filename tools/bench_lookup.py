@@ -268,6 +268,13 @@ def run_load(
     return latencies, documents, time.perf_counter() - started
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
 def peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -285,7 +292,7 @@ def bench_http(
 ) -> None:
     with open_store(store_url) as store:
         store.add_api_key(f"bench-{uuid.uuid4().hex[:8]}", hash_api_key(API_KEY))
-    port = args.port
+    port = args.port or _free_port()
     server = subprocess.Popen(
         [
             sys.executable, "-m", "backend.cli", "--log-level", "WARNING", "serve",
@@ -305,6 +312,9 @@ def bench_http(
             if time.monotonic() > deadline or server.poll() is not None:
                 raise RuntimeError("benchmark service did not become ready")
             time.sleep(0.2)
+        if server.poll() is not None:
+            # Another process answered on the port; measuring it would be wrong.
+            raise RuntimeError(f"benchmark service failed to bind port {port}")
         for label, batch, workers in (
             ("HTTP single", 1, args.http_workers),
             (
@@ -380,7 +390,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--batch-size", type=int, default=1000, help="keys per batch request"
     )
     parser.add_argument(
-        "--port", type=int, default=18080, help="loopback port for the service"
+        "--port",
+        type=int,
+        default=0,
+        help="loopback port for the service (0: any free)",
     )
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP runs")
     args = parser.parse_args(argv)
