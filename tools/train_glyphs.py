@@ -6,7 +6,7 @@ background print), cuts cells with the reader's own `cut_cells` and trains a
 two-layer perceptron in numpy. A fixed seed makes the output reproducible on
 the same numpy/OpenCV build. Takes a few minutes on one core.
 
-    python -m tools.train_glyphs [--lines 2400] [--out kiosk/reader/glyphs.npz]
+    python -m tools.train_glyphs [--lines 6000] [--out kiosk/reader/glyphs.npz]
 """
 
 from __future__ import annotations
@@ -293,9 +293,9 @@ def logits_from_features(model: GlyphModel, x: FloatArray) -> FloatArray:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=2400, help="training lines")
-    parser.add_argument("--hidden", type=int, default=192, help="hidden units")
-    parser.add_argument("--epochs", type=int, default=14, help="training epochs")
+    parser.add_argument("--lines", type=int, default=6000, help="training lines")
+    parser.add_argument("--hidden", type=int, default=256, help="hidden units")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs")
     parser.add_argument("--seed", type=int, default=9303, help="random seed")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file")
     args = parser.parse_args(argv)

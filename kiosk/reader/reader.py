@@ -72,6 +72,7 @@ DOUBT_P = 0.5
 # OCR-B's O and 0 differ only in width, which printers do not keep. Where a
 # field allows just one of them, the other's probability counts for it.
 _TWINS = {"O": "0", "0": "O"}
+TWIN_P = 0.9
 # Readings whose mean top probability is below this are not an MRZ at all.
 MIN_MEAN_P = 0.45
 MAX_BANDS = 3
@@ -385,22 +386,35 @@ def _doubtful(
     except MRZError:
         return ()
     covered: set[tuple[int, int]] = set()
+    own_check: set[tuple[int, int]] = set()
     for check in layout.checks:
         for ln, start, end in check.spans:
-            covered.update((ln, p) for p in range(start, end))
+            span = {(ln, p) for p in range(start, end)}
+            covered |= span
+            if check.name != "composite":
+                own_check |= span
         covered.add(check.digit)
     classes = layout.char_classes()
     doubtful = []
     for ln, line in enumerate(lines):
         for pos, char in enumerate(line):
-            if (ln, pos) in covered or ln >= len(alternatives):
+            if ln >= len(alternatives) or pos >= len(alternatives[ln]):
                 continue
-            cands = dict(alternatives[ln][pos]) if pos < len(alternatives[ln]) else {}
-            # The field's alphabet settles O against 0, but nothing settles a
-            # weak character, whatever its rivals are.
+            cands = dict(alternatives[ln][pos])
             p_char = cands.get(char, 0.0)
             twin = _TWINS.get(char)
-            if twin is not None and twin not in ALLOWED[classes[ln][pos]]:
+            allowed = ALLOWED[classes[ln][pos]]
+            if twin is not None and twin in allowed and (ln, pos) not in own_check:
+                # Two O/0 swaps can cancel out in a composite check digit
+                # (24 x 7 + 24 x 3 = 240), so only a clear reading counts.
+                if p_char < TWIN_P:
+                    doubtful.append((ln, pos))
+                continue
+            if (ln, pos) in covered:
+                continue
+            # The field's alphabet settles O against 0, but nothing settles a
+            # weak character, whatever its rivals are.
+            if twin is not None and twin not in allowed:
                 p_char += cands.get(twin, 0.0)
             if p_char < DOUBT_P:
                 doubtful.append((ln, pos))
