@@ -22,8 +22,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+import cv2
 import numpy as np
 import numpy.typing as npt
+from rich.text import Text
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -50,6 +52,7 @@ from kiosk.tui.technician import (
     find_devices,
 )
 from kiosk.tui.tester import TesterScreen
+from kiosk.tui.thumbnail import crop_mrz, half_blocks
 from kiosk.tui.widgets import describe_backend
 
 logger = logging.getLogger(__name__)
@@ -70,10 +73,13 @@ def utc_now() -> dt.datetime:
 
 
 class ScanFinished(Message):
-    def __init__(self, outcome: ScanOutcome, queued: bool) -> None:
+    def __init__(
+        self, outcome: ScanOutcome, queued: bool, thumbnail: Text | None
+    ) -> None:
         super().__init__()
         self.outcome = outcome
         self.queued = queued
+        self.thumbnail = thumbnail
 
 
 class DeviceEvent(Message):
@@ -346,6 +352,9 @@ class KioskApp(App[int]):
             outcome = check_text(scan_input[1], self.client, source=source, today=today)
         else:
             outcome = check_image(scan_input[1], self.client, source=source)
+        thumbnail = None
+        if scan_input[0] == "image":
+            thumbnail = mrz_thumbnail(scan_input[1], outcome)
         queued = False
         answer = outcome.lookup
         unanswered = answer.result is Result.UNKNOWN and answer.source != "kiosk"
@@ -353,11 +362,13 @@ class KioskApp(App[int]):
             status = self.client.status()
             queued = status.queued_rechecks > 0
             self.post_message(BackendStatusRead(status))
-        self.post_message(ScanFinished(outcome, queued))
+        self.post_message(ScanFinished(outcome, queued, thumbnail))
 
     def on_scan_finished(self, message: ScanFinished) -> None:
         self.scans_pending -= 1
-        self.show_outcome(message.outcome, queued=message.queued)
+        self.show_outcome(
+            message.outcome, queued=message.queued, thumbnail=message.thumbnail
+        )
         self._update_ready()
 
     def _update_ready(self) -> None:
@@ -366,11 +377,17 @@ class KioskApp(App[int]):
         else:
             self.ready_for_next.clear()
 
-    def show_outcome(self, outcome: ScanOutcome, *, queued: bool = False) -> None:
+    def show_outcome(
+        self,
+        outcome: ScanOutcome,
+        *,
+        queued: bool = False,
+        thumbnail: Text | None = None,
+    ) -> None:
         """Show one finished check on the officer screen and in the history."""
         key = key_of(outcome)
         verdict = verdict_of(outcome.lookup)
-        self.officer.show_outcome(outcome, queued=queued)
+        self.officer.show_outcome(outcome, queued=queued, thumbnail=thumbnail)
         self.officer.add_history(
             HistoryEntry(
                 scan_id=outcome.scan_id,
@@ -469,6 +486,23 @@ def _configured_drivers(config_file: Path | None) -> list[DriverFactory]:
         return create_driver(section, on_event)
 
     return [factory]
+
+
+def mrz_thumbnail(
+    image: npt.NDArray[np.uint8] | Path, outcome: ScanOutcome
+) -> Text | None:
+    """Draw the MRZ crop of an image the reader located, or return None."""
+    box = getattr(outcome.reader, "box", ())
+    lines = getattr(outcome.reader, "lines", ())
+    if len(box) != 4 or not lines:
+        return None
+    if isinstance(image, Path):
+        decoded = cv2.imread(str(image), cv2.IMREAD_COLOR)
+        if decoded is None:
+            return None
+        image = np.asarray(decoded, dtype=np.uint8)
+    crop = crop_mrz(image, box, len(lines))
+    return None if crop is None else half_blocks(crop, lines=len(lines))
 
 
 class LateHitRelay:

@@ -125,10 +125,12 @@ class OfficerScreen(Screen[None]):
     def show_scanning(self, source: str) -> None:
         self.query_one(ResultBanner).show_scanning(source)
 
-    def show_outcome(self, outcome: ScanOutcome, *, queued: bool) -> None:
+    def show_outcome(
+        self, outcome: ScanOutcome, *, queued: bool, thumbnail: Text | None = None
+    ) -> None:
         self.current = outcome
         self.query_one(ResultBanner).show_verdict(banner_for(outcome, queued=queued))
-        self._show_details(outcome)
+        self._show_details(outcome, thumbnail)
 
     def action_clear(self) -> None:
         self.current = None
@@ -141,7 +143,7 @@ class OfficerScreen(Screen[None]):
         for name in ("fields", "checks", "warnings", "mrz"):
             self.query_one(f"#details-{name}", Static).update("")
 
-    def _show_details(self, outcome: ScanOutcome) -> None:
+    def _show_details(self, outcome: ScanOutcome, thumbnail: Text | None) -> None:
         report = outcome.report
         fields = Table.grid(padding=(0, 2))
         fields.add_column(style="dim")
@@ -177,6 +179,9 @@ class OfficerScreen(Screen[None]):
             mrz.append("\n".join(report.lines), style="reverse")
         else:
             mrz.append("  not read")
+        if thumbnail is not None:
+            mrz.append("\nMRZ crop from the image:\n", style="bold")
+            mrz.append_text(thumbnail)
         self.query_one("#details-mrz", Static).update(mrz)
 
     # Session history.

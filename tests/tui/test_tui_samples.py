@@ -42,6 +42,8 @@ async def test_samples_show_hit_then_no_record(tmp_path: Path) -> None:
             if isinstance(app.screen, HitModal):
                 break
         assert isinstance(app.screen, HitModal)
+        details = str(app.officer.query_one("#details-mrz").render())
+        assert "MRZ crop from the image" in details
         # The feeder keeps the next document back until the HIT is acknowledged.
         await asyncio.sleep(0.3)
         assert verdicts(app.officer.history) == [Verdict.HIT]
