@@ -68,8 +68,9 @@ NATIVE_STDERR_FILE = Path("var") / "kiosk-stderr.log"
 OFFLINE_SOURCE = "offline"
 
 
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+def local_now() -> dt.datetime:
+    """Return the time in the kiosk's time zone, which history rows show."""
+    return dt.datetime.now().astimezone()
 
 
 class ScanFinished(Message):
@@ -124,7 +125,7 @@ class KioskApp(App[int]):
         self,
         client: LookupClient,
         *,
-        clock: Clock = utc_now,
+        clock: Clock = local_now,
         drivers: Sequence[DriverFactory] = (),
         config_path: Path | None = None,
         status_interval_s: float = 5.0,
