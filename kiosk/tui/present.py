@@ -114,13 +114,26 @@ def _hit_details(answer: LookupAnswer) -> tuple[str, ...]:
     return tuple(rows)
 
 
+# Similar records listed on the banner; more are counted, not listed.
+POSSIBLE_RECORDS_SHOWN = 3
+
+
 def _possible_details(answer: LookupAnswer) -> tuple[str, ...]:
     count = len(answer.records)
     noun = "record is" if count == 1 else "records are"
-    return (
+    rows = [
         f"{count} similar {noun} on the list (O/0, I/1 or leading zeros differ).",
         "Verify the document number against the record before you act.",
-    )
+    ]
+    for record in answer.records[:POSSIBLE_RECORDS_SHOWN]:
+        rows.append(
+            f"{record_status(record)}: {record.issuing_state} "
+            f"{record.document_type} {record.document_number}, reported "
+            f"{record.reported_on.isoformat()}, reference {record.reference}."
+        )
+    if count > POSSIBLE_RECORDS_SHOWN:
+        rows.append(f"{count - POSSIBLE_RECORDS_SHOWN} more similar records.")
+    return tuple(rows)
 
 
 def _not_checked_details(outcome: ScanOutcome, *, queued: bool) -> tuple[str, ...]:

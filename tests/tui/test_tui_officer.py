@@ -110,6 +110,8 @@ async def test_possible_match_asks_to_verify(client: MemoryLookup) -> None:
         text = banner_text(app)
         assert "≈  POSSIBLE MATCH" in text
         assert "Verify" in text
+        assert "Lost: UTO P X01234567" in text
+        assert "TEST-2024-00007" in text
         assert not isinstance(app.screen, HitModal)
 
 
