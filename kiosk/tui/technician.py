@@ -175,7 +175,8 @@ class TechnicianScreen(Screen[None]):
                 yield DataTable(id="devices", cursor_type="row", zebra_stripes=True)
             with TabPane(TECHNICIAN_TABS["tab-monitor"], id="tab-monitor"):
                 yield Static(
-                    "F6 waits for one document; F7 streams.", id="monitor-state"
+                    "F6 waits for one document; F7 streams, or stops either.",
+                    id="monitor-state",
                 )
                 yield RichLog(id="monitor-log", wrap=True, max_lines=2000)
             with TabPane(TECHNICIAN_TABS["tab-config"], id="tab-config"), Vertical():
@@ -251,7 +252,8 @@ class TechnicianScreen(Screen[None]):
         self._start_session("test")
 
     def action_toggle_monitor(self) -> None:
-        if self.session == "monitor":
+        # F7 also ends a test read that is still waiting.
+        if self.session != "idle":
             self.stop_session()
             return
         self._start_session("monitor")
@@ -272,6 +274,7 @@ class TechnicianScreen(Screen[None]):
         self.show_tab("tab-monitor")
         what = (
             f"Test read: waiting up to {self.test_timeout_s:.0f} s for one document"
+            " (F7 stops)"
             if kind == "test"
             else "Monitor: streaming raw traffic and events; F7 stops"
         )
@@ -382,7 +385,10 @@ class TechnicianScreen(Screen[None]):
             area.load_text(self._saved_text)
             state.update(f"{path}: F8 validates, Ctrl+S validates and saves.")
         elif EXAMPLE_CONFIG.exists():
-            area.load_text(EXAMPLE_CONFIG.read_text(encoding="utf-8"))
+            example = EXAMPLE_CONFIG.read_text(encoding="utf-8")
+            # Loading raises a change event; it must not read as an edit.
+            self._judged_text = example
+            area.load_text(example)
             state.update(f"{path} does not exist; this is the example. Ctrl+S saves.")
         else:
             state.update(f"{path} does not exist; Ctrl+S saves what you type here.")

@@ -190,3 +190,20 @@ async def test_test_read_times_out(tmp_path: Path) -> None:
         await pilot.pause()
         assert screen.documents_seen == 0
         assert "test ended: no document within 1 s" in log_text(screen)
+
+
+async def test_f7_stops_waiting_test_read(tmp_path: Path) -> None:
+    config = tmp_path / "kiosk.toml"
+    config.write_text(SIMULATOR_CONFIG.replace("0.2", "600"), encoding="utf-8")
+    app = KioskApp(
+        MemoryLookup(), clock=frozen_clock, config_path=config, status_interval_s=0
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_technician(app, pilot)
+        await pilot.press("f6")
+        await pilot.pause()
+        assert screen.session == "test"
+        await pilot.press("f7")
+        await wait_idle(screen)
+        await pilot.pause()
+        assert "test ended: stopped" in log_text(screen)
