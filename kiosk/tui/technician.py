@@ -279,7 +279,7 @@ class TechnicianScreen(Screen[None]):
             else "Monitor: streaming raw traffic and events; F7 stops"
         )
         self.query_one("#monitor-state", Static).update(
-            f"{what} from {section.name} ({section.type})."
+            f"{section.name} ({section.type}): {what}."
         )
         self._log(Text(f"── {what} ──", style="bold"))
         self.run_worker(
