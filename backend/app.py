@@ -9,16 +9,19 @@ pool and a slow database does not block the event loop.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
 import re
 import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -36,10 +39,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictStr
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from backend.audit import AuditError, AuditLog
+from backend.audit import AuditError, AuditLog, load_or_create_key
 from backend.errors import InvalidRecord, StoreError
 from backend.records import DocumentKey, LookupAnswer, Result
-from backend.store import Store
+from backend.store import Store, open_store
 
 logger = logging.getLogger(__name__)
 
@@ -383,13 +386,41 @@ def _validation_message(
     return summary, details
 
 
+WORKER_CONFIG_ENV = "KIOSK_BACKEND_WORKER_CONFIG"
+
+
+def create_worker_app() -> FastAPI:
+    """Build the service inside one `serve --workers N` process.
+
+    The settings come as JSON in the KIOSK_BACKEND_WORKER_CONFIG environment
+    variable. Each worker writes its own audit chain,
+    `STEM.worker-PID.SUFFIX` beside the configured log, under the shared
+    key, because one chain needs a single writer.
+    """
+    config = json.loads(os.environ[WORKER_CONFIG_ENV])
+    base = Path(config["audit_log"])
+    key = load_or_create_key(base.with_name(base.name + ".key"))
+    worker_log = base.with_name(f"{base.stem}.worker-{os.getpid()}{base.suffix}")
+    audit = AuditLog(worker_log, key, fsync=bool(config["audit_fsync"]))
+    store = open_store(str(config["store"]))
+    settings = ServiceSettings(
+        rate_per_terminal=float(config["rate"]),
+        burst_per_terminal=float(config["rate"]) * 2,
+    )
+    return create_app(store, audit=audit, settings=settings, own_resources=True)
+
+
 def create_app(
     store: Store,
     *,
     audit: AuditLog,
     settings: ServiceSettings | None = None,
+    own_resources: bool = False,
 ) -> FastAPI:
-    """Build the service around an open store and audit log."""
+    """Build the service around an open store and audit log.
+
+    With `own_resources`, the app closes both when it shuts down.
+    """
     settings = settings or ServiceSettings()
     metrics = _Metrics()
     limiter = _RateLimiter(settings.rate_per_terminal, settings.burst_per_terminal)
@@ -399,7 +430,16 @@ def create_app(
     key_cache: dict[str, tuple[str, float]] = {}
     key_lock = threading.Lock()
 
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if own_resources:
+            store.close()
+            audit.close()
+            logger.info("worker %d stopped", os.getpid())
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Reported travel document lookup",
         version="1",
         description=(

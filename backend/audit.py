@@ -182,8 +182,16 @@ class AuditLog:
 
     def close(self) -> None:
         with self._lock:
+            if self._fd < 0:
+                return
             os.close(self._fd)
             os.close(self._head_fd)
+            self._fd = self._head_fd = -1
+
+
+def worker_log_paths(path: Path) -> list[Path]:
+    """Return the per-worker logs written beside `path` by `serve --workers`."""
+    return sorted(path.parent.glob(f"{path.stem}.worker-*{path.suffix}"))
 
 
 @dataclass

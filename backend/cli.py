@@ -111,21 +111,32 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
 
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     """Check the audit log's chain; exit 1 when an entry was edited or removed."""
-    from backend.audit import load_or_create_key, verify
+    from backend.audit import load_or_create_key, verify, worker_log_paths
 
     log = Path(args.log)
     key_path = Path(args.key) if args.key else log.with_name(log.name + ".key")
     if not key_path.exists():
         print(f"error: audit key {key_path} not found; pass --key", file=sys.stderr)
         return 2
-    report = verify(log, load_or_create_key(key_path))
-    for problem in report.problems:
-        print(f"{log}: {problem}")
-    if report.ok:
-        print(f"{log}: {report.entries} entries, chain intact")
-        return 0
-    print(f"{log}: {len(report.problems)} problems in {report.entries} entries")
-    return 1
+    key = load_or_create_key(key_path)
+    # `serve --workers N` writes one chain per worker beside the main log.
+    logs = [path for path in [log, *worker_log_paths(log)] if path.exists()]
+    if not logs:
+        print(f"error: audit log {log} not found", file=sys.stderr)
+        return 2
+    failed = False
+    for path in logs:
+        report = verify(path, key)
+        for problem in report.problems:
+            print(f"{path}: {problem}")
+        if report.ok:
+            print(f"{path}: {report.entries} entries, chain intact")
+        else:
+            print(
+                f"{path}: {len(report.problems)} problems in {report.entries} entries"
+            )
+            failed = True
+    return 1 if failed else 0
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -142,13 +153,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.tls_client_ca and not args.tls_cert:
         print("error: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
         return 2
+    if args.workers > 1:
+        return _serve_workers(args)
     store = open_store(_store_url(args.store))
     audit = AuditLog.open(Path(args.audit_log), fsync=args.audit_fsync)
     settings = ServiceSettings(
         rate_per_terminal=args.rate_limit, burst_per_terminal=args.rate_limit * 2
     )
-    # NOTE: one process. Several uvicorn workers would each need their own
-    # audit chain, because one chain must have a single writer.
     app = create_app(store, audit=audit, settings=settings)
     logger.info(
         "serving on %s:%d (TLS %s)",
@@ -163,15 +174,61 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             log_level=args.log_level.lower(),
             access_log=False,
-            ssl_certfile=args.tls_cert,
-            ssl_keyfile=args.tls_key,
-            ssl_ca_certs=args.tls_client_ca,
-            ssl_cert_reqs=ssl.CERT_REQUIRED if args.tls_client_ca else ssl.CERT_NONE,
+            **_tls_options(args),  # type: ignore[arg-type]
         )
     finally:
         store.close()
         audit.close()
         logger.info("service stopped")
+    return 0
+
+
+def _tls_options(args: argparse.Namespace) -> dict[str, object]:
+    return {
+        "ssl_certfile": args.tls_cert,
+        "ssl_keyfile": args.tls_key,
+        "ssl_ca_certs": args.tls_client_ca,
+        "ssl_cert_reqs": ssl.CERT_REQUIRED if args.tls_client_ca else ssl.CERT_NONE,
+    }
+
+
+def _serve_workers(args: argparse.Namespace) -> int:
+    """Run `args.workers` uvicorn worker processes on one socket.
+
+    NOTE: rate limits and the replay cache are kept per worker, so a
+    terminal gets up to N times its rate, and a retry that reaches another
+    worker is looked up (and audited) again.
+    """
+    import json
+
+    import uvicorn
+
+    from backend.app import WORKER_CONFIG_ENV
+    from backend.store import open_store
+
+    store_url = _store_url(args.store)
+    # Fail here, once, rather than in every worker.
+    open_store(store_url).close()
+    os.environ[WORKER_CONFIG_ENV] = json.dumps(
+        {
+            "store": store_url,
+            "audit_log": str(Path(args.audit_log).resolve()),
+            "audit_fsync": args.audit_fsync,
+            "rate": args.rate_limit,
+        }
+    )
+    logger.info("serving on %s:%d with %d workers", args.host, args.port, args.workers)
+    uvicorn.run(
+        "backend.app:create_worker_app",
+        factory=True,
+        workers=args.workers,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level.lower(),
+        access_log=False,
+        **_tls_options(args),  # type: ignore[arg-type]
+    )
+    logger.info("service stopped")
     return 0
 
 
@@ -215,6 +272,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=200.0,
         help="requests per second per terminal",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="worker processes (default 1); each writes its own audit chain",
     )
     serve.set_defaults(handler=cmd_serve)
 

@@ -123,3 +123,64 @@ def test_kill_during_import_keeps_old_data(
         assert store.lookup(DocumentKey.create("UTO", "P", "1")).result is Result.HIT
         probe = DocumentKey.create("GBR", "P", "K00000001")
         assert store.lookup(probe).result is Result.NO_HIT
+
+
+def test_serve_with_two_workers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+    import time
+
+    import httpx
+
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
+    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+    assert main(["keys", "add", "GATE-1", "--store", url]) == 0
+    api_key = capsys.readouterr().out.strip().splitlines()[-1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    log = tmp_path / "audit.jsonl"
+    server = subprocess.Popen(
+        [sys.executable, "-m", "backend.cli", "--log-level", "WARNING", "serve",
+         "--store", url, "--port", str(port), "--workers", "2",
+         "--audit-log", str(log)]
+    )  # fmt: skip
+    body = {
+        "issuing_state": "UTO",
+        "document_type": "P",
+        "document_number": "L898902C3",
+    }
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/ready").status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, "service with workers did not start"
+            time.sleep(0.1)
+        results = []
+        for _ in range(20):
+            # A new connection each time, so both workers get requests.
+            response = httpx.post(
+                f"http://127.0.0.1:{port}/v1/lookup",
+                json=body,
+                headers={"Authorization": f"Bearer {api_key}"},
+            )
+            results.append(response.json()["result"])
+        assert results == ["HIT"] * 20
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+    assert main(["audit", "verify", "--log", str(log)]) == 0
+    output = capsys.readouterr().out
+    assert "chain intact" in output
+    counted = sum(
+        int(line.split(": ")[1].split()[0])
+        for line in output.splitlines()
+        if "chain intact" in line
+    )
+    assert counted == 20
