@@ -575,9 +575,11 @@ def run_app(args: argparse.Namespace) -> int:
         app_ready.append(app)
         relay.attach(app)
         logger.info("kiosk app starting with %d device(s)", len(factories))
-        result = app.run()
+        app.run()
         app.stop_everything()
-    return result or 0
+    if app.return_code:
+        logger.error("kiosk app stopped on an error (exit code %d)", app.return_code)
+    return app.return_code or 0
 
 
 @contextlib.contextmanager
@@ -603,12 +605,16 @@ def native_stderr_to(path: Path) -> Iterator[None]:
     log_fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(log_fd, 2)
     os.close(log_fd)
+    # Python-level messages, such as a crash report, still reach the user.
+    python_stderr = sys.stderr
     sys.__stderr__ = terminal  # type: ignore[misc]
+    sys.stderr = terminal
     try:
         yield
     finally:
         terminal.flush()
         sys.__stderr__ = original  # type: ignore[misc]
+        sys.stderr = python_stderr
         os.dup2(saved, 2)
         os.close(saved)
         terminal.close()

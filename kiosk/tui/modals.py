@@ -90,6 +90,12 @@ class ManualEntryScreen(ModalScreen[list[str] | None]):
         Binding("escape", "cancel", "Cancel", priority=True),
     ]
 
+    def __init__(self) -> None:
+        super().__init__()
+        # A wedge types fast, so several change events can see the finished
+        # text; only the first may close the dialog.
+        self._submitted = False
+
     def compose(self) -> ComposeResult:
         with Vertical(id="entry-dialog"):
             yield Label("Type or paste the MRZ lines (one per line)", id="entry-title")
@@ -106,7 +112,7 @@ class ManualEntryScreen(ModalScreen[list[str] | None]):
         self.query_one("#entry-feedback", Static).update(self._feedback(text))
         state = validate_entry(text)
         if state.ready and text.endswith("\n"):
-            self.dismiss(list(state.lines))
+            self._finish(list(state.lines))
 
     @staticmethod
     def _feedback(text: str) -> Text:
@@ -141,10 +147,16 @@ class ManualEntryScreen(ModalScreen[list[str] | None]):
             return
         # Incomplete or failing lines are still checked: the banner then
         # explains why the document is NOT CHECKED.
-        self.dismiss(list(state.lines))
+        self._finish(list(state.lines))
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self._finish(None)
+
+    def _finish(self, lines: list[str] | None) -> None:
+        if self._submitted:
+            return
+        self._submitted = True
+        self.dismiss(lines)
 
 
 __all__ = ["HitModal", "ManualEntryScreen", "mask_number"]

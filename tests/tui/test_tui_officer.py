@@ -276,3 +276,20 @@ async def test_offline_no_record_says_queued(client: MemoryLookup) -> None:
         text = banner_text(app)
         assert "NO RECORD" in text
         assert "offline copy, queued for an online re-check" in text
+
+
+async def test_wedge_burst_submits_once(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    lines = passport("C01X00T47")
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("m")
+        area = app.screen.query_one("#entry-text", TextArea)
+        # A fast wedge leaves several change events queued for the final text.
+        area.load_text("\n".join(lines) + "\n")
+        area.post_message(TextArea.Changed(area))
+        area.post_message(TextArea.Changed(area))
+        await settle(app, pilot)
+
+        assert app.is_running
+        assert app.screen is app.officer
+        assert len(history_rows(app)) == 1
