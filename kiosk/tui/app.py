@@ -137,6 +137,9 @@ class KioskApp(App[int]):
         self.config_path = config_path
         self.status_interval_s = status_interval_s
         self.device_lister = device_lister
+        # False when late answers from the re-check queue cannot reach the
+        # app, so the NOT CHECKED banner does not promise a late HIT.
+        self.late_alerts = True
         self._driver_factories = list(drivers)
         self.drivers: list[Driver] = []
         self._drivers_lock = threading.Lock()
@@ -388,7 +391,9 @@ class KioskApp(App[int]):
         """Show one finished check on the officer screen and in the history."""
         key = key_of(outcome)
         verdict = verdict_of(outcome.lookup)
-        self.officer.show_outcome(outcome, queued=queued, thumbnail=thumbnail)
+        self.officer.show_outcome(
+            outcome, queued=queued, thumbnail=thumbnail, late_alerts=self.late_alerts
+        )
         self.officer.add_history(
             HistoryEntry(
                 scan_id=outcome.scan_id,
@@ -532,16 +537,19 @@ class LateHitRelay:
             app.notify_late_hit(key, answer)
 
 
-def _open_client(args: argparse.Namespace, relay: LateHitRelay) -> LookupClient:
+def _open_client(
+    args: argparse.Namespace, relay: LateHitRelay
+) -> tuple[LookupClient, bool]:
+    """Open the lookup client; also return whether late HITs reach the app."""
     from kiosk.cli import open_lookup
 
     if "on_late_hit" in inspect.signature(open_lookup).parameters:
         client: LookupClient = open_lookup(args, on_late_hit=relay)  # type: ignore[call-arg,unused-ignore]
-        return client
+        return client, True
     # NOTE: until kiosk.cli.open_lookup passes on_late_hit to open_client,
     # late HITs from re-checks reach only the log, not the screen.
     logger.warning("late HITs from re-checks will not reach the screen")
-    return open_lookup(args)
+    return open_lookup(args), False
 
 
 def run_app(args: argparse.Namespace) -> int:
@@ -551,7 +559,7 @@ def run_app(args: argparse.Namespace) -> int:
     configure_logging(getattr(args, "log_level", "WARNING"))
     config_file = getattr(args, "config", None)
     relay = LateHitRelay()
-    client = _open_client(args, relay)
+    client, late_alerts = _open_client(args, relay)
     factories: list[DriverFactory] = []
     app_ready: list[KioskApp] = []
     if not getattr(args, "samples", False):
@@ -572,6 +580,7 @@ def run_app(args: argparse.Namespace) -> int:
         factories.append(feeder)
     with native_stderr_to(NATIVE_STDERR_FILE):
         app = KioskApp(client, drivers=factories, config_path=config_file)
+        app.late_alerts = late_alerts
         app_ready.append(app)
         relay.attach(app)
         logger.info("kiosk app starting with %d device(s)", len(factories))

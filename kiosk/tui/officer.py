@@ -126,10 +126,16 @@ class OfficerScreen(Screen[None]):
         self.query_one(ResultBanner).show_scanning(source)
 
     def show_outcome(
-        self, outcome: ScanOutcome, *, queued: bool, thumbnail: Text | None = None
+        self,
+        outcome: ScanOutcome,
+        *,
+        queued: bool,
+        thumbnail: Text | None = None,
+        late_alerts: bool = True,
     ) -> None:
         self.current = outcome
-        self.query_one(ResultBanner).show_verdict(banner_for(outcome, queued=queued))
+        view = banner_for(outcome, queued=queued, late_alerts=late_alerts)
+        self.query_one(ResultBanner).show_verdict(view)
         self._show_details(outcome, thumbnail)
 
     def action_clear(self) -> None:

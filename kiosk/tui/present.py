@@ -76,12 +76,15 @@ def mask_number(number: str | None) -> str:
     return "•••" + cleaned[-VISIBLE_DIGITS:]
 
 
-def banner_for(outcome: ScanOutcome, *, queued: bool = False) -> BannerView:
+def banner_for(
+    outcome: ScanOutcome, *, queued: bool = False, late_alerts: bool = True
+) -> BannerView:
     """Build the banner of one outcome.
 
     `queued` is True when the lookup client keeps a NOT CHECKED document, or
     one answered from the offline copy, for a re-check when the link
-    returns, so the banner can promise a late answer.
+    returns. `late_alerts` is True when a late HIT from that re-check
+    reaches this screen, so the banner can promise it.
     """
     answer = outcome.lookup
     verdict = verdict_of(answer)
@@ -98,7 +101,7 @@ def banner_for(outcome: ScanOutcome, *, queued: bool = False) -> BannerView:
             follow_up = "queued for an online re-check" if queued else "not re-checked"
             details += (f"Answered from the offline copy, {follow_up}.",)
     else:
-        details = _not_checked_details(outcome, queued=queued)
+        details = _not_checked_details(outcome, queued=queued, late_alerts=late_alerts)
     return BannerView(verdict, f"{verdict.glyph}  {verdict.title}", details)
 
 
@@ -136,12 +139,16 @@ def _possible_details(answer: LookupAnswer) -> tuple[str, ...]:
     return tuple(rows)
 
 
-def _not_checked_details(outcome: ScanOutcome, *, queued: bool) -> tuple[str, ...]:
+def _not_checked_details(
+    outcome: ScanOutcome, *, queued: bool, late_alerts: bool
+) -> tuple[str, ...]:
     reason = outcome.lookup.reason or outcome.error or "no reason given"
     rows = [f"Why: {_strip_prefix(reason)}.".replace("..", ".")]
     rows.append("The list was not searched: press r to retry, or rescan.")
-    if queued:
+    if queued and late_alerts:
         rows.append("Queued for re-check: a late HIT will be raised here.")
+    elif queued:
+        rows.append("Queued for re-check; its result is logged, not shown here.")
     return tuple(rows)
 
 

@@ -147,3 +147,11 @@ def test_describe_backend(status: BackendStatus | None, shown: str) -> None:
 )
 def test_format_age(seconds: int, shown: str) -> None:
     assert format_age(dt.timedelta(seconds=seconds)) == shown
+
+
+def test_not_checked_banner_without_late_alerts(client: MemoryLookup) -> None:
+    client.online = False
+    outcome = check_text(passport(STOLEN_NUMBER), client, today=FROZEN_NOW.date())
+    details = " ".join(banner_for(outcome, queued=True, late_alerts=False).details)
+    assert "Queued for re-check" in details
+    assert "late HIT will be raised" not in details
