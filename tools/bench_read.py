@@ -367,6 +367,34 @@ def format_groups(scores: dict[str, Score], grouping: str) -> str:
     return "\n".join(rows)
 
 
+def format_misreads(details: Sequence[dict[str, Any]], seed: int | None) -> str:
+    """List the kiosk reader's accepted but wrong readings, line by line.
+
+    Only the lines that differ are shown. Every document is invented or a
+    public specimen, so the MRZ text may appear here. With a `seed`, each
+    entry says how to render that one image again.
+    """
+    blocks = []
+    for row in details:
+        outcome = row.get(KIOSK_NAME)
+        if not outcome or not outcome["accepted"] or outcome["exact"]:
+            continue
+        read = outcome["lines"] or []
+        text = [row["image"]]
+        for number, truth_line in enumerate(row["truth"]):
+            read_line = read[number] if number < len(read) else ""
+            if read_line != truth_line:
+                text += [f"  truth {truth_line}", f"  read  {read_line}"]
+        if seed is not None:
+            index = int(str(row["image"]).split("-")[1])
+            text.append(
+                f"  render: python -m tools.render DIR --seed {seed} "
+                f"--start {index} --count 1"
+            )
+        blocks.append("```\n" + "\n".join(text) + "\n```")
+    return "\n\n".join(blocks)
+
+
 def _first_line(command: Sequence[str]) -> str:
     try:
         completed = subprocess.run(
@@ -582,6 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.limit_time is not None:
         deadline = time.monotonic() + args.limit_time
     details: list[dict[str, Any]] = []
+    specimen_details: list[dict[str, Any]] = []
     started = time.monotonic()
     load_at_start = _load_average()
     logger.info(
@@ -615,12 +644,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     specimen_dir = args.shared_dir / "specimens"
     if (specimen_dir / "truth.json").is_file():
-        specimens = run_set(specimen_samples(specimen_dir), readers, details=details)
+        specimens = run_set(
+            specimen_samples(specimen_dir), readers, details=specimen_details
+        )
         sections.append(("Specimen photos", format_table(specimens, unavailable)))
     else:
         note = f"Skipped: {specimen_dir}/truth.json not found."
         sections.append(("Specimen photos", note))
     logger.info("benchmark done in %.0f s", time.monotonic() - started)
+    if KIOSK_NAME in readers:
+        parts = [
+            format_misreads(details, args.seed),
+            format_misreads(specimen_details, None),
+        ]
+        misreads = "\n\n".join(part for part in parts if part) or "None."
+        sections.append((f"Silent misreads of the {KIOSK_NAME}", misreads))
 
     for title, body in sections:
         print(f"\n## {title}\n\n{body}")
@@ -630,7 +668,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         write_report(args.output, command.strip(), sections, machine)
         print(f"\nwrote {args.output}")
     if args.details is not None:
-        args.details.write_text(json.dumps(details, indent=1) + "\n", encoding="utf-8")
+        everything = details + specimen_details
+        args.details.write_text(
+            json.dumps(everything, indent=1) + "\n", encoding="utf-8"
+        )
     return 0
 
 

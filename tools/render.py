@@ -879,15 +879,18 @@ def render_set(
     levels: Sequence[tuple[DamageLevel, float]] = SET_LEVELS,
     turn_cycle: Sequence[int] = SET_TURN_CYCLE,
     apply_jpeg: bool = True,
+    start: int = 0,
 ) -> Iterator[Case]:
-    """Yield `count` rendered cases cycling through `formats`, with mixed damage.
+    """Yield `count` rendered cases from index `start`, cycling through
+    `formats`, with mixed damage.
 
     Case `i` depends only on (`seed`, `i`), so a prefix of a larger set is the
-    same as a smaller set with the same seed. With `apply_jpeg` false the
-    images skip the JPEG step, so the caller can encode them once at
+    same as a smaller set with the same seed, and one case can be rendered
+    alone with `start=i, count=1`. With `apply_jpeg` false the images skip the
+    JPEG step, so the caller can encode them once at
     `truth["damage"]["jpeg_quality"]` as a camera would.
     """
-    for index in range(count):
+    for index in range(start, start + count):
         plan = plan_case(
             seed, index, formats=formats, levels=levels, turn_cycle=turn_cycle
         )
@@ -911,7 +914,7 @@ def encode_case(case: Case) -> bytes:
     return bytes(np.asarray(encoded).tobytes())
 
 
-def write_set(out_dir: Path, seed: int, count: int) -> dict[str, Any]:
+def write_set(out_dir: Path, seed: int, count: int, start: int = 0) -> dict[str, Any]:
     """Write a rendered set as JPEG files plus a truth.json beside them.
 
     The truth has the same shape as fixtures/images/truth.json, without a
@@ -919,7 +922,7 @@ def write_set(out_dir: Path, seed: int, count: int) -> dict[str, Any]:
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     truth: dict[str, Any] = {}
-    for case in render_set(seed, count, apply_jpeg=False):
+    for case in render_set(seed, count, apply_jpeg=False, start=start):
         name = f"{case.name}.jpg"
         (out_dir / name).write_bytes(encode_case(case))
         truth[name] = case.truth
@@ -941,12 +944,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--count", type=int, default=30, help="number of images (default: 30)"
     )
     parser.add_argument("--seed", type=int, default=1, help="set seed (default: 1)")
+    parser.add_argument(
+        "--start",
+        type=int,
+        default=0,
+        help="index of the first case, as in the benchmark's image names (default: 0)",
+    )
     args = parser.parse_args(argv)
     if args.count < 1:
         print(f"error: --count must be at least 1, got {args.count}", file=sys.stderr)
         return 2
+    if args.start < 0:
+        print(f"error: --start must not be negative, got {args.start}", file=sys.stderr)
+        return 2
     try:
-        write_set(args.out_dir, args.seed, args.count)
+        write_set(args.out_dir, args.seed, args.count, args.start)
     except RenderError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

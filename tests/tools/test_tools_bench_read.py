@@ -7,7 +7,13 @@ from pathlib import Path
 import pytest
 
 from tools import bench_read
-from tools.bench_read import Outcome, Score, format_groups, format_table
+from tools.bench_read import (
+    Outcome,
+    Score,
+    format_groups,
+    format_misreads,
+    format_table,
+)
 
 TRUTH = ("I<UTOD231458907<<<<<<<<<<<<<<<", "7408122F1204159UTO<<<<<<<<<<<6")
 TD1 = {"format": "TD1", "damage": "light"}
@@ -72,9 +78,32 @@ def test_bench_writes_report(tmp_path: Path) -> None:
     text = output.read_text("utf-8")
     assert "| kiosk reader | 2 |" in text
     assert "Skipped:" in text
+    assert "## Silent misreads of the kiosk reader" in text
     assert "python -m tools.bench_read --count 2" in text
 
 
 def test_bench_rejects_zero_count(capsys: pytest.CaptureFixture[str]) -> None:
     assert bench_read.main(["--count", "0", "--output", "-"]) == 2
     assert "--count must be at least 1" in capsys.readouterr().err
+
+
+def test_misreads_list_differing_lines() -> None:
+    rows = [
+        {
+            "image": "1-0043-td1-heavy",
+            "truth": list(TRUTH),
+            "kiosk reader": {"accepted": True, "exact": False, "lines": list(WRONG)},
+        },
+        {
+            "image": "1-0044-td2-light",
+            "truth": list(TRUTH),
+            "kiosk reader": {"accepted": False, "exact": False, "lines": None},
+        },
+    ]
+    text = format_misreads(rows, 1)
+    assert "1-0043-td1-heavy" in text
+    assert f"truth {TRUTH[0]}" in text
+    assert f"read  {WRONG[0]}" in text
+    assert TRUTH[1] not in text
+    assert "--seed 1 --start 43 --count 1" in text
+    assert "1-0044" not in text

@@ -229,3 +229,11 @@ def test_write_set_folder_with_truth(tmp_path: Path) -> None:
         assert image is not None, name
         assert [image.shape[1], image.shape[0]] == entry["size"]
         assert mrz.parse(entry["lines"]).valid, name
+
+
+def test_render_set_start_renders_one_case() -> None:
+    whole = list(render_set(6, 2))
+    alone = list(render_set(6, 1, start=1))
+    assert [case.name for case in alone] == [whole[1].name]
+    assert np.array_equal(alone[0].image, whole[1].image)
+    assert alone[0].truth == whole[1].truth
