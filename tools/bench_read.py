@@ -372,7 +372,7 @@ def format_misreads(details: Sequence[dict[str, Any]], seed: int | None) -> str:
 
     Only the lines that differ are shown. Every document is invented or a
     public specimen, so the MRZ text may appear here. With a `seed`, each
-    entry says how to render that one image again.
+    entry ends with the command that renders that one image again.
     """
     blocks = []
     for row in details:
