@@ -518,13 +518,13 @@ class LateHitRelay:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._app: KioskApp | None = None
-        self._held: list[tuple[DocumentKey, LookupAnswer]] = []
+        self._pending: list[tuple[DocumentKey, LookupAnswer]] = []
 
     def __call__(self, check: Any, answer: LookupAnswer) -> None:
         key: DocumentKey = check.key
         with self._lock:
             if self._app is None:
-                self._held.append((key, answer))
+                self._pending.append((key, answer))
                 return
             app = self._app
         app.notify_late_hit(key, answer)
@@ -532,8 +532,8 @@ class LateHitRelay:
     def attach(self, app: KioskApp) -> None:
         with self._lock:
             self._app = app
-            held, self._held = self._held, []
-        for key, answer in held:
+            pending, self._pending = self._pending, []
+        for key, answer in pending:
             app.notify_late_hit(key, answer)
 
 

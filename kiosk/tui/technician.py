@@ -272,16 +272,16 @@ class TechnicianScreen(Screen[None]):
         self.documents_seen = 0
         self._session_stop = threading.Event()
         self.show_tab("tab-monitor")
-        what = (
+        activity = (
             f"Test read: waiting up to {self.test_timeout_s:.0f} s for one document"
             " (F7 stops)"
             if kind == "test"
             else "Monitor: streaming raw traffic and events; F7 stops"
         )
         self.query_one("#monitor-state", Static).update(
-            f"{section.name} ({section.type}): {what}."
+            f"{section.name} ({section.type}): {activity}."
         )
-        self._log(Text(f"── {what} ──", style="bold"))
+        self._log(Text(f"── {activity} ──", style="bold"))
         self.run_worker(
             partial(self._run_session, section, kind),
             thread=True,
