@@ -188,6 +188,12 @@ class PostgresStore(Store):
         connect_args = {k: v for k, v in kwargs.items() if k != "options"}
         try:
             with psycopg.connect(conninfo, **connect_args) as conn:
+                standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+                if standby is not None and standby[0]:
+                    # A read replica takes its tables from the primary and
+                    # rejects DDL. NOTE: not yet run against a real replica.
+                    logger.info("PostgreSQL server is a standby; schema left as is")
+                    return
                 if schema is not None:
                     conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                     conn.execute(f'SET search_path TO "{schema}"')
