@@ -3,8 +3,10 @@
 Renders random MRZ-like lines in the OCR-B font, damages them the way camera
 photos are damaged (weight, blur, noise, JPEG, glare, low resolution, skew,
 background print), cuts cells with the reader's own `cut_cells` and trains a
-two-layer perceptron in numpy. A fixed seed makes the output reproducible on
-the same numpy/OpenCV build. Takes a few minutes on one core.
+two-layer perceptron in numpy, twice from consecutive seeds (the reader
+averages the two). A fixed seed makes the output reproducible on the same
+numpy/OpenCV build and BLAS thread count. Takes about 6 minutes per network
+on one core.
 
     python -m tools.train_glyphs [--lines 6000] [--out kiosk/reader/glyphs.npz]
 """
@@ -23,6 +25,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from kiosk.reader.glyphs import (
     ALPHABET,
+    GlyphEnsemble,
     GlyphModel,
     LineGeometry,
     cut_cells,
@@ -291,35 +294,26 @@ def logits_from_features(model: GlyphModel, x: FloatArray) -> FloatArray:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--lines", type=int, default=6000, help="training lines")
-    parser.add_argument("--hidden", type=int, default=256, help="hidden units")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs")
-    parser.add_argument("--seed", type=int, default=9303, help="random seed")
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cv2.setNumThreads(1)
-    rng = np.random.default_rng(args.seed)
+def train_member(args: argparse.Namespace, seed: int) -> GlyphModel:
+    """Render fresh data from `seed`, train one network and calibrate it."""
+    rng = np.random.default_rng(seed)
     renderer = LineRenderer()
-
     started = time.monotonic()
     x, y = make_samples(rng, renderer, args.lines)
     x_val, y_val = make_samples(rng, renderer, max(args.lines // 10, 20))
     log.info(
-        "rendered %d + %d cells in %.0f s",
+        "seed %d: rendered %d + %d cells in %.0f s",
+        seed,
         len(y),
         len(y_val),
         time.monotonic() - started,
     )
-
     model = train(x, y, rng, args.hidden, args.epochs)
     val_logits = logits_from_features(model, x_val)
     accuracy = float((val_logits.argmax(axis=1) == y_val).mean())
-    log.info("held-out accuracy %.4f", accuracy)
+    log.info("seed %d: held-out accuracy %.4f", seed, accuracy)
     temperature = fit_temperature(model, val_logits, y_val)
-    model = GlyphModel(
+    return GlyphModel(
         mean=model.mean,
         scale=model.scale,
         w1=model.w1,
@@ -328,7 +322,24 @@ def main(argv: list[str] | None = None) -> int:
         b2=model.b2,
         temperature=temperature,
     )
-    model.save(args.out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--lines", type=int, default=6000, help="training lines")
+    parser.add_argument("--hidden", type=int, default=256, help="hidden units")
+    parser.add_argument("--epochs", type=int, default=20, help="training epochs")
+    parser.add_argument(
+        "--members", type=int, default=2, help="networks, trained from seed, seed+1..."
+    )
+    parser.add_argument("--seed", type=int, default=9303, help="random seed")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cv2.setNumThreads(1)
+    started = time.monotonic()
+    members = tuple(train_member(args, args.seed + k) for k in range(args.members))
+    GlyphEnsemble(members).save(args.out)
     log.info("wrote %s in %.0f s", args.out, time.monotonic() - started)
     return 0
 
