@@ -1,10 +1,10 @@
 """Train the OCR-B glyph classifier used by kiosk.reader.
 
-Renders random MRZ-like lines in the OCR-B font, damages them the way camera
-photos are damaged (weight, blur, noise, JPEG, glare, low resolution, skew,
-background print), cuts cells with the reader's own `cut_cells` and trains a
-two-layer perceptron in numpy, twice from consecutive seeds (the reader
-averages the two). A fixed seed makes the output reproducible on the same
+Renders random MRZ-like lines in the OCR-B font and damages them the way
+camera photos are damaged: weight, blur, noise, JPEG, glare, low resolution,
+skew and background print. Cells are cut with the reader's own `cut_cells`.
+A two-layer perceptron is trained in numpy, twice from consecutive seeds, and
+the reader averages the two. A fixed seed makes the output reproducible on the same
 numpy/OpenCV build and BLAS thread count. Takes about 6 minutes per network
 on one core.
 
@@ -224,6 +224,7 @@ def train(
         "b2": np.zeros(k, np.float32),
     }
     moments = {name: (np.zeros_like(p), np.zeros_like(p)) for name, p in params.items()}
+
     batch = 256
     step = 0
     for epoch in range(epochs):
@@ -240,6 +241,7 @@ def train(
             p = np.exp(z)
             p /= p.sum(axis=1, keepdims=True)
             loss_sum += float(-np.log(p[np.arange(len(yb)), yb] + 1e-9).sum())
+
             dz = p
             dz[np.arange(len(yb)), yb] -= 1
             dz /= len(yb)
@@ -247,6 +249,7 @@ def train(
             dh = (dz @ params["w2"].T) * (h_pre > 0)
             grads["w1"] = xb.T @ dh + 1e-4 * params["w1"]
             grads["b1"] = dh.sum(axis=0)
+
             step += 1
             for name, g in grads.items():
                 m, v = moments[name]

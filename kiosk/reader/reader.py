@@ -361,7 +361,7 @@ def _finish(
     result.repair = outcome
     result.report = outcome.report
     # A failed repair only forced characters into their fields' alphabets,
-    # which the check digits did not confirm, so the raw reading stands.
+    # which the check digits did not confirm, so the raw reading is kept.
     if outcome.status is not RepairStatus.FAILED:
         result.repaired_lines = outcome.lines
     result.confidence = outcome.confidence

@@ -87,6 +87,7 @@ def extract_band(gray: U8, band: Band, turn: float) -> BandImage:
             [sin, cos, band.cy - sin * width / 2 - cos * height / 2],
         ]
     )
+
     upright = _warp_affine(
         gray,
         to_frame,
@@ -100,6 +101,7 @@ def extract_band(gray: U8, band: Band, turn: float) -> BandImage:
         (max(width, 1), max(height, 1)),
         flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
     )
+
     ink = ink_map(upright, TARGET_CAP)
     # Replicated border pixels form streaks that would read as ink.
     ink[cv2.erode(inside, np.ones((5, 5), np.uint8)) == 0] = 0.0
@@ -113,6 +115,7 @@ def refine_skew(band: BandImage) -> BandImage:
     small = cv2.resize(
         ink, (max(w // 2, 1), max(h // 2, 1)), interpolation=cv2.INTER_AREA
     )
+
     best, best_angle = -1.0, 0.0
     centre = (small.shape[1] / 2, small.shape[0] / 2)
     for angle in np.arange(-2.0, 2.01, 0.25):
@@ -126,6 +129,7 @@ def refine_skew(band: BandImage) -> BandImage:
             best, best_angle = sharpness, float(angle)
     if best_angle == 0.0:
         return band
+
     straighten = np.asarray(
         cv2.getRotationMatrix2D((w / 2, h / 2), best_angle, 1.0), np.float64
     )
@@ -157,6 +161,7 @@ def rectify(band: BandImage, geometries: list[LineGeometry]) -> BandImage:
         ],
         np.float32,
     )
+
     bottom = margin + spacing * (len(geometries) - 1)
     right = margin + pitch * (count - 1)
     dst = np.array(
@@ -164,6 +169,7 @@ def rectify(band: BandImage, geometries: list[LineGeometry]) -> BandImage:
         np.float32,
     )
     to_band = cv2.getPerspectiveTransform(dst, src)
+
     size = (int(right + margin), int(bottom + margin))
     gray = np.asarray(
         cv2.warpPerspective(
@@ -181,6 +187,7 @@ def rectify(band: BandImage, geometries: list[LineGeometry]) -> BandImage:
         ),
         np.uint8,
     )
+
     ink = ink_map(gray, TARGET_CAP)
     ink[cv2.erode(inside, np.ones((5, 5), np.uint8)) == 0] = 0.0
     return BandImage(gray, ink, band.to_frame @ to_band, inside)
@@ -239,6 +246,7 @@ def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
     boxes = sorted(
         zip(lefts[tall].tolist(), (lefts + widths)[tall].tolist(), strict=True)
     )
+
     # The widest run of glyphs with no gap wider than one cap height.
     best = (0, 0)
     start = None
@@ -250,9 +258,11 @@ def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
         last = max(last, x_hi)
         if last - start > best[1] - best[0]:
             best = (start, last)
+
     left, right = int(best[0]), int(best[1])
     if right - left < 10 * cap:
         return None
+
     # Vertical ink centre of the left and right quarters gives the slope.
     ys = np.arange(lo, hi, dtype=np.float32)[:, None]
     quarter = (right - left) // 4
@@ -301,6 +311,7 @@ def _refine_with_components(span: LineSpan, geometry: LineGeometry) -> LineGeome
     centres = cx[single & (ch > 0.3 * geometry.cap)]
     if len(centres) < max(8, geometry.count // 4):
         return geometry
+
     xs_all = centres
     # Perspective makes the pitch drift along the line: refit a quadratic
     # from the linear first guess, tightening the assignment window.
@@ -316,6 +327,7 @@ def _refine_with_components(span: LineSpan, geometry: LineGeometry) -> LineGeome
         ii = nearest[keep].astype(np.float64)
         degree = 2 if len(np.unique(ii)) >= geometry.count // 2 else 1
         coeffs = np.polyfit(ii, xs_all[keep], degree)
+
     if len(coeffs) == 3:
         curve, new_pitch, x0 = (float(c) for c in coeffs)
     else:

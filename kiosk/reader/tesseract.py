@@ -66,7 +66,8 @@ def _line_image(
     y_lo = max(int(y - geometry.cap * 1.1), 0)
     y_hi = min(int(y + geometry.cap * 1.1), h)
     strip = gray[y_lo:y_hi, x_lo:x_hi]
-    # Tesseract reads best at about 30 px capitals.
+    # Tesseract misreads small print. 32 px capitals is an estimate of a
+    # comfortable size, not a measured optimum.
     scale = 32.0 / max(geometry.cap, 1.0)
     strip = np.asarray(
         cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC),
