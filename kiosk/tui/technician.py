@@ -31,6 +31,7 @@ from textual.widgets import (
 )
 
 from drivers import Driver, DriverError, create_driver
+from drivers.camera import CameraDriver, FrameCheck
 from drivers.events import DriverEvent, ImageCaptured, MrzLinesRead, StatusChanged
 from kiosk.config import DriverConfig, KioskConfig, config_path, parse_config
 from kiosk.errors import ConfigError, KioskError
@@ -77,6 +78,12 @@ class DeviceEventSeen(Message):
         self.event = event
 
 
+class FrameChecked(Message):
+    def __init__(self, check: FrameCheck) -> None:
+        super().__init__()
+        self.check = check
+
+
 class DeviceSessionEnded(Message):
     def __init__(self, reason: str) -> None:
         super().__init__()
@@ -93,6 +100,19 @@ def hex_dump(direction: str, data: bytes) -> Text:
         chunk = data[offset : offset + HEX_ROW]
         text.append(f"\n   {offset:04x}  {chunk.hex(' ')}", style="dim")
     return text
+
+
+def describe_frame_check(check: FrameCheck) -> str:
+    """Return one line about a camera frame: the auto-capture decision and,
+    when an MRZ band was found, its box, sharpness, glare and steadiness."""
+    if check.band is None:
+        return f"frame: {check.decision} (no MRZ band)"
+    band = check.band
+    return (
+        f"frame: {check.decision}; band {band.width}x{band.height} at "
+        f"({band.x},{band.y}), sharpness {check.sharpness:.0f}, "
+        f"glare {check.glare:.2f}, steady {check.steady}"
+    )
 
 
 def settings_rows(config: KioskConfig) -> list[tuple[str, str]]:
@@ -150,6 +170,8 @@ class TechnicianScreen(Screen[None]):
         self._session_stop = threading.Event()
         self.documents_seen = 0
         self._saved_text = ""
+        self._last_decision = ""
+        self._last_check_at = 0.0
         # The change event of an edit can arrive after F8 or Ctrl+S already
         # judged that text, so the verdict stays until the text changes.
         self._judged_text: str | None = None
@@ -292,6 +314,18 @@ class TechnicianScreen(Screen[None]):
         # Runs on the driver's thread.
         self.post_message(RawTraffic(direction, data))
 
+    def _on_frame_check(self, check: FrameCheck) -> None:
+        # Runs on the camera thread, tens of times a second: pass on a
+        # change of decision at once and the measures once a second.
+        now = time.monotonic()
+        if check.decision == self._last_decision and now - self._last_check_at < 1.0:
+            return
+        self._last_decision, self._last_check_at = check.decision, now
+        self.post_message(FrameChecked(check))
+
+    def on_frame_checked(self, message: FrameChecked) -> None:
+        self._log(Text(describe_frame_check(message.check), style="dim"))
+
     def _run_session(
         self, section: DriverConfig, kind: Literal["test", "monitor"]
     ) -> None:
@@ -303,6 +337,8 @@ class TechnicianScreen(Screen[None]):
             self.post_message(DeviceSessionEnded(f"cannot open the device: {exc}"))
             return
         driver.raw_listener = self._on_raw
+        if isinstance(driver, CameraDriver):
+            driver.check_listener = self._on_frame_check
         self._session_driver = driver
         deadline = None
         if kind == "test":

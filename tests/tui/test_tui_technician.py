@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 from pathlib import Path
 
 from textual.widgets import DataTable, TextArea
 
 from drivers import Driver, EventCallback, create_driver
+from kiosk.cli import SAMPLE_IMAGES
 from kiosk.config import load_config
 from kiosk.tui import technician
 from kiosk.tui.app import KioskApp
@@ -207,3 +209,29 @@ async def test_f7_stops_waiting_test_read(tmp_path: Path) -> None:
         await wait_idle(screen)
         await pilot.pause()
         assert "test ended: stopped" in log_text(screen)
+
+
+async def test_monitor_shows_camera_frame_checks(tmp_path: Path) -> None:
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    shutil.copy(SAMPLE_IMAGES / "td3-passport-light.jpg", frames / "0001.jpg")
+    config = tmp_path / "kiosk.toml"
+    config.write_text(
+        f'[drivers.desk-camera]\ntype = "camera"\ndevice = "{frames}"\n',
+        encoding="utf-8",
+    )
+    app = KioskApp(
+        MemoryLookup(), clock=frozen_clock, config_path=config, status_interval_s=0
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_technician(app, pilot)
+        await pilot.press("f7")
+        for _ in range(200):
+            await asyncio.sleep(0.05)
+            if "frame: " in log_text(screen):
+                break
+        await pilot.press("f7")
+        await wait_idle(screen)
+        text = log_text(screen)
+        assert "status connected: image folder" in text
+        assert "frame: " in text
