@@ -64,6 +64,9 @@ ScanInput = tuple[Literal["text"], list[str]] | tuple[Literal["image"], Any]
 
 LOG_FILE = Path("var") / "kiosk-tui.log"
 NATIVE_STDERR_FILE = Path("var") / "kiosk-stderr.log"
+# Seconds quitting waits for a running check before closing the client. An
+# estimate: above one image read plus an online lookup with its retries.
+SCAN_FINISH_TIMEOUT_S = 10.0
 # `source` of answers from the offline copy, which are queued for re-check.
 OFFLINE_SOURCE = "offline"
 
@@ -152,6 +155,8 @@ class KioskApp(App[int]):
         # One worker checks documents in arrival order, so results and
         # history never appear out of order.
         self._scan_queue: queue.Queue[tuple[ScanInput, str] | None] = queue.Queue()
+        self._scan_loop_started = threading.Event()
+        self._scan_loop_done = threading.Event()
         self._last_input: tuple[ScanInput, str] | None = None
         self._stopped = False
         self.officer = OfficerScreen()
@@ -236,6 +241,13 @@ class KioskApp(App[int]):
         self.ready_for_next.set()
         for driver in drivers:
             driver.stop()
+        # A check still running uses the client, so it may finish first.
+        started = self._scan_loop_started.is_set()
+        if started and not self._scan_loop_done.wait(SCAN_FINISH_TIMEOUT_S):
+            logger.warning(
+                "a check was still running after %.0f s; closing the client anyway",
+                SCAN_FINISH_TIMEOUT_S,
+            )
         try:
             self.client.close()
         except Exception:
@@ -347,8 +359,12 @@ class KioskApp(App[int]):
         self._scan_queue.put((scan_input, source))
 
     def _scan_loop(self) -> None:
-        while (item := self._scan_queue.get()) is not None:
-            self._scan(*item)
+        self._scan_loop_started.set()
+        try:
+            while (item := self._scan_queue.get()) is not None:
+                self._scan(*item)
+        finally:
+            self._scan_loop_done.set()
 
     def _scan(self, scan_input: ScanInput, source: str) -> None:
         today = self.clock().date()
