@@ -43,6 +43,7 @@ from kiosk.reader.glyphs import (
 )
 from kiosk.reader.locate import Band, find_bands
 from kiosk.reader.segment import (
+    TARGET_CAP,
     BandImage,
     LineSpan,
     extract_band,
@@ -487,6 +488,14 @@ def _read_band(
     lines run out of the frame."""
     image = refine_skew(extract_band(gray, band, turn))
     spans = find_lines(image.ink)
+    if spans:
+        # Lines merged into one blob make the band's cap estimate too large
+        # (and glyphs too small to read), so resample at the measured size.
+        ratio = float(np.median([span.cap for span in spans])) / TARGET_CAP
+        if not 0.7 < ratio < 1.5:
+            band = dataclasses.replace(band, cap=band.cap * ratio)
+            image = refine_skew(extract_band(gray, band, turn))
+            spans = find_lines(image.ink)
     if len(spans) < 2:
         return []
     # Print above the MRZ or the document's edge below it may be in the band
