@@ -371,6 +371,8 @@ class KioskApp(App[int]):
         if scan_input[0] == "text":
             outcome = check_text(scan_input[1], self.client, source=source, today=today)
         else:
+            # NOTE: check_image takes no date, so expiry warnings on images
+            # use the system date even when the app has another clock.
             outcome = check_image(scan_input[1], self.client, source=source)
         thumbnail = None
         if scan_input[0] == "image":

@@ -114,7 +114,11 @@ class TesterDone(Message):
 
 class _PathFolderDriver(FolderDriver):
     """The folder driver's watching, handing over paths instead of pixels, so
-    each result keeps its file name for the ground-truth comparison."""
+    each result keeps its file name for the ground-truth comparison.
+
+    NOTE: relies on FolderDriver's watch loop calling `read_file` for each
+    new file, because its image events carry the driver name, not the file.
+    """
 
     def __init__(self, config: FolderConfig, paths: queue.Queue[Path | None]) -> None:
         super().__init__(config)
