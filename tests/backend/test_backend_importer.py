@@ -6,8 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from backend.errors import ImportFailed
-from backend.importer import import_csv
+from backend.errors import ImportFailed, InvalidRecord
+from backend.importer import (
+    _FAST_ROW_RE,
+    import_csv,
+    parse_record_fields,
+    parse_record_fields_fast,
+)
 from backend.records import DocumentKey, Result
 from backend.store import Store, open_store
 from tests.backend.helpers import HEADER, record_line, write_csv
@@ -122,3 +127,49 @@ def test_bundled_sample_imports_cleanly(sqlite_store: Store) -> None:
     assert report.rejected == []
     assert report.result.record_count == report.rows_read
     assert report.rows_read > 0
+
+
+_FIELD_VARIANTS: list[list[str]] = [
+    ["UTO", "D", "D<<", "<<<", "uto", " UTO", "U1O", "UTOX", ""],
+    ["P", "PK", "P<", "<", "p", "PPP", "1", ""],
+    ["L898902C3", "0012", "A 8-9<", "a1", "BAD*NUMBER", "Ä1", "٣٤", "X" * 30, ""],
+    ["stolen", "lost", "stolen_blank", "Stolen", " lost", "misplaced", ""],
+    ["2024-02-29", "2023-02-29", "2024-13-01", "٢٠٢٤-01-01", " 2024-01-01", ""],
+    ["UTO", "D<<", "d", "ZZZZ"],
+    ["REF-1", " REF", "REF ", "R" * 64, "R" * 65, "a\tb", "a\u00a0", "x,y", ""],
+    ["", "2020-01-31", "2020-02-30", "20200131", " "],
+    ["", "2030-12-31", "2030-00-01"],
+]
+
+
+def _outcome(parse: object, fields: list[str]) -> object:
+    assert callable(parse)
+    try:
+        return parse(fields)
+    except InvalidRecord as exc:
+        return ("error", str(exc))
+
+
+def test_fast_parse_matches_full_parse() -> None:
+    # Each column's variants with the other columns at a valid default, so
+    # every variant meets both paths once.
+    base = [variants[0] for variants in _FIELD_VARIANTS]
+    checked = 0
+    for column, variants in enumerate(_FIELD_VARIANTS):
+        for value in variants:
+            fields = list(base)
+            fields[column] = value
+            fast = _outcome(parse_record_fields_fast, fields)
+            assert fast == _outcome(parse_record_fields, fields), (column, value)
+            checked += 1
+    assert _outcome(parse_record_fields_fast, base) == (
+        "UTO", "P", "L898902C3", "1898902C3", "stolen", "2024-02-29", "UTO",
+        "REF-1", None, None,
+    )  # fmt: skip
+    assert _FAST_ROW_RE.fullmatch("\x1f".join(base)) is not None
+    # Wrong column counts and a separator inside a field take the full path.
+    for fields in (base[:8], [*base, ""], ["UTO\x1fD", *base[1:]]):
+        assert _outcome(parse_record_fields_fast, fields) == _outcome(
+            parse_record_fields, fields
+        )
+    assert checked == sum(len(v) for v in _FIELD_VARIANTS)
