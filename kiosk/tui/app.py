@@ -33,6 +33,7 @@ from textual.screen import Screen
 
 from backend.records import DocumentKey, LookupAnswer, Result
 from drivers.base import Driver, EventCallback
+from drivers.errors import DriverError
 from drivers.events import (
     DeviceState,
     DriverEvent,
@@ -40,6 +41,7 @@ from drivers.events import (
     MrzLinesRead,
     StatusChanged,
 )
+from kiosk.errors import KioskError
 from kiosk.lookup.base import BackendStatus, LookupClient
 from kiosk.pipeline import ScanOutcome, check_image, check_text
 from kiosk.tui.modals import HitModal, ManualEntryScreen
@@ -577,12 +579,24 @@ def run_app(args: argparse.Namespace) -> int:
     configure_logging(getattr(args, "log_level", "WARNING"))
     config_file = getattr(args, "config", None)
     relay = LateHitRelay()
-    client, late_alerts = _open_client(args, relay)
     factories: list[DriverFactory] = []
-    app_ready: list[KioskApp] = []
+    # Before the screen starts, the terminal is the place to say what failed.
+    try:
+        client, late_alerts = _open_client(args, relay)
+    except KioskError as exc:
+        logger.error("kiosk app not started: %s", exc)
+        print(f"kiosk: {exc}", file=sys.stderr)
+        return 2
     if not getattr(args, "samples", False):
-        factories.extend(_configured_drivers(config_file))
-    else:
+        try:
+            factories.extend(_configured_drivers(config_file))
+        except (KioskError, DriverError) as exc:
+            client.close()
+            logger.error("kiosk app not started: %s", exc)
+            print(f"kiosk: {exc}", file=sys.stderr)
+            return 2
+    app_ready: list[KioskApp] = []
+    if getattr(args, "samples", False):
         from kiosk.tui.feeder import SampleFeeder, demo_order
 
         images = demo_order(

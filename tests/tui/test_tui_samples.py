@@ -6,8 +6,11 @@ import asyncio
 import json
 from pathlib import Path
 
-from kiosk.cli import SAMPLE_IMAGES, SAMPLE_RECORDS
+import pytest
+
+from kiosk.cli import SAMPLE_IMAGES, SAMPLE_RECORDS, build_parser
 from kiosk.lookup.embedded import EmbeddedLookup
+from kiosk.tui import app as app_module
 from kiosk.tui.app import KioskApp
 from kiosk.tui.feeder import SampleFeeder, demo_order
 from kiosk.tui.modals import HitModal
@@ -85,3 +88,18 @@ def test_demo_order_puts_hit_then_no_record_first(tmp_path: Path) -> None:
 def test_demo_order_without_truth_keeps_order(tmp_path: Path) -> None:
     paths = [tmp_path / "b.jpg", tmp_path / "a.jpg"]
     assert demo_order(paths, tmp_path / "truth.json") == paths
+
+
+def test_run_app_rejects_bad_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The log file handler would replace pytest's own log capture.
+    monkeypatch.setattr(app_module, "configure_logging", lambda level: None)
+    config = tmp_path / "kiosk.toml"
+    config.write_text('[drivers.x]\ntype = "serial"\nbaudrate = "fast"\n')
+    args = build_parser().parse_args(
+        ["--config", str(config), "--store", str(tmp_path / "store.sqlite3")]
+    )
+
+    assert app_module.run_app(args) == 2
+    assert "baudrate = 'fast' is invalid" in capsys.readouterr().err
