@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import logging
 import os
@@ -13,7 +14,9 @@ from typing import TextIO
 
 from backend.records import Result
 from kiosk import __version__
+from kiosk.errors import ConfigError
 from kiosk.lookup.base import LookupClient
+from kiosk.lookup.queue import LateHitCallback
 from kiosk.pipeline import ScanOutcome, check_image, check_text
 
 logger = logging.getLogger(__name__)
@@ -26,24 +29,30 @@ IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".
 _SUFFIX_LIST = ", ".join(sorted(IMAGE_SUFFIXES))
 
 
-def _add_lookup_options(parser: argparse.ArgumentParser) -> None:
+def _add_lookup_options(parser: argparse.ArgumentParser, *, top_level: bool) -> None:
+    # The same options are accepted before and after the command. After it,
+    # an absent option must not overwrite a value given before it, so the
+    # command's copies have no default at all.
+    default: object = None if top_level else argparse.SUPPRESS
     parser.add_argument(
         "--backend",
         metavar="URL",
-        help="lookup service URL; without it the embedded store is used",
+        default=default,
+        help="lookup service URL, such as http://127.0.0.1:8080; without it "
+        "the embedded store is used",
     )
     parser.add_argument(
         "--store",
         type=Path,
-        default=None,
+        default=default,
         metavar="PATH",
-        help=f"embedded SQLite store file (default: {DEFAULT_STORE}, "
-        "created from the bundled sample list on first use)",
+        help=f"embedded SQLite store file, which must exist (default: "
+        f"{DEFAULT_STORE}, created from the bundled sample list on first use)",
     )
     parser.add_argument(
         "--config",
         type=Path,
-        default=None,
+        default=default,
         metavar="PATH",
         help="kiosk.toml to read (default: $KIOSK_CONFIG or ./kiosk.toml)",
     )
@@ -68,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start on the bundled sample images with the embedded store",
     )
-    _add_lookup_options(parser)
+    _add_lookup_options(parser, top_level=True)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     scan = sub.add_parser(
@@ -81,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--json", action="store_true", help="print one JSON object a line"
     )
-    _add_lookup_options(scan)
+    _add_lookup_options(scan, top_level=False)
     scan.set_defaults(handler=_run_scan)
 
     parse = sub.add_parser(
@@ -94,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument(
         "--json", action="store_true", help="print one JSON object a line"
     )
-    _add_lookup_options(parse)
+    _add_lookup_options(parse, top_level=False)
     parse.set_defaults(handler=_run_parse)
 
     _register_optional(sub)
@@ -110,32 +119,50 @@ def _register_optional(
     drivers_cli.register(sub)
 
 
-def open_lookup(args: argparse.Namespace) -> LookupClient:
-    """Open the lookup client the command line and config ask for."""
+def open_lookup(
+    args: argparse.Namespace, *, on_late_hit: LateHitCallback | None = None
+) -> LookupClient:
+    """Open the lookup client the command line and config ask for.
+
+    Raise ConfigError for a bad configuration or an explicit store file that
+    does not exist: a mistyped path must not become a fresh store filled with
+    the sample list.
+    """
+    from kiosk.config import check_backend_url, load_config
     from kiosk.lookup import open_client
 
-    backend = getattr(args, "backend", None)
-    api_key = os.environ.get("KIOSK_API_KEY")
-    store = getattr(args, "store", None) or DEFAULT_STORE
-    config_path = getattr(args, "config", None)
-    config = _load_config(config_path)
-    if config is not None:
-        backend = backend or config.backend.url
-        api_key = api_key or config.backend.api_key
-        if getattr(args, "store", None) is None:
-            store = config.kiosk.store_path
+    config = load_config(getattr(args, "config", None))
+    backend = getattr(args, "backend", None) or config.backend.url
+    if backend is not None:
+        check_backend_url(backend, "--backend")
+    store: Path | None = getattr(args, "store", None)
+    seed: Path | None = None
+    if store is not None:
+        if not store.is_file():
+            raise ConfigError(
+                f"store file {store} not found; check the path, or leave "
+                "--store out to use the default embedded store"
+            )
+    elif config.kiosk.store_path != DEFAULT_STORE:
+        store = config.kiosk.store_path
+        if not store.is_file():
+            raise ConfigError(
+                f"store file {store} named by [kiosk] store_path not found; "
+                "check the path, or remove the setting to use the default store"
+            )
+    else:
+        # Only the default store is created, from the bundled sample list.
+        store = DEFAULT_STORE
+        seed = SAMPLE_RECORDS if SAMPLE_RECORDS.exists() else None
     return open_client(
         backend,
-        api_key=api_key,
+        api_key=config.backend.api_key,
         embedded_path=store,
-        seed_csv=SAMPLE_RECORDS if SAMPLE_RECORDS.exists() else None,
+        seed_csv=seed,
+        offline_max_age=dt.timedelta(hours=config.backend.offline_max_age_h),
+        timeout_s=config.backend.timeout_s,
+        on_late_hit=on_late_hit,
     )
-
-
-def _load_config(path: Path | None):  # type: ignore[no-untyped-def]
-    from kiosk.config import load_config
-
-    return load_config(path)
 
 
 def iter_images(paths: Sequence[Path]) -> Iterator[tuple[Path, str | None]]:
@@ -297,7 +324,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(args.log_level)
     handler = getattr(args, "handler", None)
     if handler is not None:
-        result: int = handler(args)
+        try:
+            result: int = handler(args)
+        except ConfigError as exc:
+            print(f"kiosk: {exc}", file=sys.stderr)
+            return 2
         return result
     if args.samples and not _tui_available():
         # Until the terminal app is built, the samples run as a batch scan.

@@ -15,6 +15,7 @@ import os
 import tomllib
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -240,6 +241,8 @@ def parse_config(text: str, source: Path | None = None) -> KioskConfig:
     )
     if backend.api_key is not None:
         backend = dataclasses.replace(backend, api_key_source="file")
+    if backend.url is not None:
+        check_backend_url(backend.url, f"{where}: [backend] url")
     drivers: dict[str, DriverConfig] = {}
     for name, section in _table(data, "drivers", where).items():
         drivers[name] = _build_driver(name, section, where)
@@ -252,6 +255,16 @@ def parse_config(text: str, source: Path | None = None) -> KioskConfig:
         )
     config = KioskConfig(kiosk, backend, drivers, active, source)
     return _apply_env(config)
+
+
+def check_backend_url(url: str, context: str) -> None:
+    """Raise ConfigError unless `url` is an http:// or https:// URL with a host."""
+    parsed = urllib.parse.urlsplit(url)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ConfigError(
+            f"{context} = {url!r} is not a lookup service URL; expected "
+            "http://HOST:PORT or https://HOST:PORT, or no url for the embedded store"
+        )
 
 
 def _apply_env(config: KioskConfig) -> KioskConfig:

@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 import pytest
 
+from backend.importer import import_csv
+from backend.store import open_store
 from kiosk.cli import SAMPLE_IMAGES, SAMPLE_RECORDS, main
 from tests.mrz.test_parser import TD1, TD3
 
@@ -26,7 +28,15 @@ def _run(
 
 
 def _store(tmp_path: Path) -> str:
-    return str(tmp_path / "store.sqlite3")
+    """Return the path of a store file loaded with the bundled sample list."""
+    path = tmp_path / "store.sqlite3"
+    if not path.exists():
+        store = open_store(f"sqlite:///{path}")
+        try:
+            import_csv(store, SAMPLE_RECORDS)
+        finally:
+            store.close()
+    return str(path)
 
 
 def _hit_numbers() -> set[str]:
@@ -183,3 +193,62 @@ def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as info:
         main(["scan"])
     assert info.value.code == 2
+
+
+def test_options_before_command_apply(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # A closed loopback port: the check cannot happen, so never NO_HIT.
+    code, results = _run(
+        capsys,
+        "--backend",
+        "http://127.0.0.1:9",
+        "--store",
+        _store(tmp_path),
+        "parse",
+        "--json",
+        *TD3,
+    )
+    assert code == 0
+    assert results[0]["lookup"]["result"] == "UNKNOWN"  # type: ignore[index]
+
+
+def test_missing_store_file_is_an_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    missing = tmp_path / "typo" / "store.sqlite3"
+    code = main(["parse", "--store", str(missing), *TD3])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "not found" in err
+    assert not missing.parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "message"),
+    [
+        ("[backend]\nurl = 5\n", "url"),
+        ("[backnd]\nurl = 'http://127.0.0.1:9'\n", "backend"),
+        ("[backend]\nurl = 'ftp://127.0.0.1/'\n", "http://HOST:PORT"),
+    ],
+)
+def test_bad_config_exits_2_with_message(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, config: str, message: str
+) -> None:
+    path = tmp_path / "kiosk.toml"
+    path.write_text(config)
+    code = main(["parse", "--config", str(path), *TD3])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err
+
+
+def test_default_store_is_seeded_from_samples(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The autouse fixture runs each test in an empty working directory.
+    code, results = _run(capsys, "parse", "--json", *TD3)
+    assert code == 0
+    assert Path("var/kiosk.sqlite3").is_file()
+    assert results[0]["lookup"]["data_version"]  # type: ignore[index]
