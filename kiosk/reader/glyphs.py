@@ -229,7 +229,7 @@ def ink_map(gray: npt.NDArray[np.uint8], cap: float) -> FloatArray:
 
     The paper level is a grey dilation over about half a cap height, which is
     wider than an OCR-B stroke, so uneven light and glare cancel out. The
-    result is scaled by its 99th percentile so that faint print reaches 1.
+    difference is scaled by the local ink level so that faint print reaches 1.
     """
     size = max(3, round(cap * 0.6) | 1)
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (size, size))
@@ -239,6 +239,14 @@ def ink_map(gray: npt.NDArray[np.uint8], cap: float) -> FloatArray:
     np.maximum(diff, 0.0, out=diff)
     # Every third pixel each way gives the same percentile at a ninth of the cost.
     sample = diff[::3, ::3]
-    top = float(np.percentile(sample, 99.0)) if sample.size else 0.0
-    out: FloatArray = np.clip(diff / max(top, 12.0), 0.0, 1.0)
+    top = max(float(np.percentile(sample, 99.0)) if sample.size else 0.0, 12.0)
+    # Glare lowers the contrast of a few glyphs only, so each pixel is also
+    # scaled by the strongest ink within about three cap heights. The floor
+    # at a quarter of the global level keeps blank paper from turning into
+    # amplified noise.
+    reach = max(3, round(cap * 3) | 1)
+    local = cv2.dilate(diff, cv2.getStructuringElement(cv2.MORPH_RECT, (reach, reach)))
+    local = cv2.blur(local, (reach, reach))
+    scale = np.clip(local, 0.25 * top, top)
+    out: FloatArray = np.clip(diff / scale, 0.0, 1.0)
     return out
