@@ -162,7 +162,11 @@ class _Reading:
 
 
 def read_file(path: str | Path) -> ReadResult:
-    """Read the MRZ in an image file (JPEG, PNG, TIFF, BMP, WebP...)."""
+    """Read the MRZ in an image file (JPEG, PNG, TIFF, BMP, WebP...).
+
+    NOTE: PDF files are not rendered; they raise ImageError like any other
+    file that is not an image.
+    """
     path = Path(path)
     try:
         size = path.stat().st_size

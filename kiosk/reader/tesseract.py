@@ -5,6 +5,10 @@ Each MRZ line is cut from the flattened band, binarised and sent to the
 mode 7) and restricted to the MRZ alphabet. Starting the process costs about
 0.1 s per line, so the reader calls this only when the check digits reject
 every glyph-network reading.
+
+NOTE: with the stock English model this fallback turned none of the rendered
+failures into a correct reading, because it reads `<` as C, K or 6. An
+OCR-B-trained traineddata would make it useful.
 """
 
 from __future__ import annotations
