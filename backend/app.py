@@ -180,35 +180,64 @@ class _RateLimiter:
 
 
 class _ReplayCache:
-    """Response bodies by (terminal, request id), so a retry is idempotent."""
+    """Response bodies by (terminal, request id), so a retry is idempotent.
+
+    Each body is stored with the fingerprint of the request that produced
+    it. A request that reuses an id with another body is a client bug, and
+    replaying the first answer would give one document another's result.
+    """
 
     def __init__(self, window_s: float, entries: int, max_bytes: int) -> None:
         self._window = window_s
         self._entries = entries
         self._max_bytes = max_bytes
         self._bytes = 0
-        self._data: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
+        self._data: OrderedDict[tuple[str, str], tuple[float, str, bytes]] = (
+            OrderedDict()
+        )
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[str, str]) -> bytes | None:
+    def get(self, key: tuple[str, str], fingerprint: str = "") -> bytes | None:
+        """Return the stored body for `key`, or None.
+
+        Raises ApiError 409 when the stored body came from a request with
+        another fingerprint.
+        """
         with self._lock:
             item = self._data.get(key)
             if item is None or item[0] < time.monotonic():
                 return None
-            return item[1]
+            if item[1] != fingerprint:
+                raise ApiError(
+                    409,
+                    f"X-Request-ID {key[1]} was already used by this terminal for "
+                    "a different request body; send a new request id for each "
+                    "new check and reuse an id only to retry the same request",
+                )
+            return item[2]
 
-    def put(self, key: tuple[str, str], body: bytes) -> None:
+    def put(self, key: tuple[str, str], body: bytes, fingerprint: str = "") -> None:
         with self._lock:
             previous = self._data.pop(key, None)
             if previous is not None:
-                self._bytes -= len(previous[1])
-            self._data[key] = (time.monotonic() + self._window, body)
+                self._bytes -= len(previous[2])
+            self._data[key] = (time.monotonic() + self._window, fingerprint, body)
             self._bytes += len(body)
             while self._data and (
                 len(self._data) > self._entries or self._bytes > self._max_bytes
             ):
-                _, (_, dropped) = self._data.popitem(last=False)
+                _, (_, _, dropped) = self._data.popitem(last=False)
                 self._bytes -= len(dropped)
+
+
+def _request_fingerprint(keys: list[KeyIn], *, batch: bool) -> str:
+    # The keys as received, not normalised: a retry sends the same values.
+    digest = hashlib.sha256(b"batch" if batch else b"single")
+    for key in keys:
+        for part in (key.issuing_state, key.document_type, key.document_number):
+            digest.update(b"\x1f" + part.encode())
+        digest.update(b"\x1e")
+    return digest.hexdigest()
 
 
 class ApiError(Exception):
@@ -562,8 +591,10 @@ def create_app(
             metrics.lookups.labels(answer.result.value).inc()
         return answers
 
-    def replay_or_none(terminal: str, request_id: str) -> Response | None:
-        body = replays.get((terminal, request_id))
+    def replay_or_none(
+        terminal: str, request_id: str, fingerprint: str
+    ) -> Response | None:
+        body = replays.get((terminal, request_id), fingerprint)
         if body is None:
             return None
         response = Response(body, media_type="application/json")
@@ -578,6 +609,7 @@ def create_app(
 
     error_responses: dict[int | str, dict[str, Any]] = {
         401: {"model": ErrorOut, "description": "missing or invalid API key"},
+        409: {"model": ErrorOut, "description": "request id reused for another body"},
         413: {"model": ErrorOut, "description": "body too large"},
         422: {"model": ErrorOut, "description": "malformed key"},
         429: {"model": ErrorOut, "description": "rate limit exceeded"},
@@ -588,7 +620,8 @@ def create_app(
         request: Request, terminal: str, keys: list[KeyIn], *, batch: bool
     ) -> Response:
         request_id = request_id_of(request)
-        replay = replay_or_none(terminal, request_id)
+        fingerprint = _request_fingerprint(keys, batch=batch)
+        replay = replay_or_none(terminal, request_id, fingerprint)
         if replay is not None:
             return replay
         answers = run_lookup(terminal, request_id, keys)
@@ -603,7 +636,7 @@ def create_app(
             payload = answer_json(answers[0], request_id)
         response = _json_response(200, payload, request_id)
         if request.scope["state"].get("client_request_id"):
-            replays.put((terminal, request_id), bytes(response.body))
+            replays.put((terminal, request_id), bytes(response.body), fingerprint)
         logger.debug(
             "request %s terminal %s: %d keys, %d hits",
             request_id,
