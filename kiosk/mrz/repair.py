@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from kiosk.errors import MRZError
-from kiosk.mrz.checkdigit import is_check_digit_valid
+from kiosk.mrz.checkdigit import char_value, is_check_digit_valid
 from kiosk.mrz.formats import ALLOWED, LAYOUTS, CharClass, Layout, detect_format
 from kiosk.mrz.model import MrzReport
 from kiosk.mrz.parser import parse
@@ -39,6 +39,10 @@ MIN_ALTERNATIVE_P = 0.02
 # A second passing reading at least this likely, relative to the best one,
 # makes the result ambiguous.
 AMBIGUITY_RATIO = 0.1
+# A rival that differs only by characters of equal check-digit value (such
+# as `<` for `0`) is one no check could ever catch, so even a faint one
+# makes the result ambiguous.
+SAME_VALUE_RATIO = 0.02
 # At most this many uncertain positions are tried, and at most this many
 # changed together, which bounds the search to a few thousand readings.
 MAX_UNCERTAIN = 14
@@ -255,7 +259,8 @@ def _search(
     rivals = [
         item
         for item in passing[1:]
-        if item[1] != best_text and item[0] >= best_delta + math.log(AMBIGUITY_RATIO)
+        if item[1] != best_text
+        and item[0] >= best_delta + math.log(_rival_ratio(best_text, item[1]))
     ]
     report = _safe_parse(best_text, today)
     corrections = tuple(
@@ -400,6 +405,16 @@ def _passing_by_check(
             ):
                 passing.append((_delta(changes), reading))
     return passing
+
+
+def _rival_ratio(best: list[str], rival: list[str]) -> float:
+    same_value = all(
+        (char_value(a) - char_value(b)) % 10 == 0
+        for line_a, line_b in zip(best, rival, strict=True)
+        for a, b in zip(line_a, line_b, strict=True)
+        if a != b
+    )
+    return SAME_VALUE_RATIO if same_value else AMBIGUITY_RATIO
 
 
 def _change_sets(
