@@ -9,7 +9,9 @@ pool and a slow database does not block the event loop.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -274,6 +276,31 @@ def _json_response(
     if request_id:
         response.headers["X-Request-ID"] = request_id
     return response
+
+
+def _batch_body(answers: list[LookupAnswer], request_id: str) -> bytes:
+    """Serialise a batch answer: the same JSON as one `json.dumps` of the
+    whole payload, but each distinct answer without records (all the
+    NO_HITs of one snapshot) is encoded once and reused."""
+    dumps = functools.partial(json.dumps, separators=(",", ":"))
+    encoded: dict[int, str] = {}
+    parts: list[str] = []
+    for answer in answers:
+        text = encoded.get(id(answer)) if not answer.records else None
+        if text is None:
+            data = answer.to_json()
+            data["request_id"] = request_id
+            text = dumps(data)
+            if not answer.records:
+                encoded[id(answer)] = text
+        parts.append(text)
+    head = dumps(
+        {
+            "request_id": request_id,
+            "data_version": answers[0].data_version if answers else None,
+        }
+    )
+    return f'{head[:-1]},"answers":[{",".join(parts)}]}}'.encode()
 
 
 def _error(
@@ -587,8 +614,9 @@ def create_app(
             raise ApiError(
                 503, "audit log unavailable, so no lookup result is returned"
             ) from exc
-        for answer in answers:
-            metrics.lookups.labels(answer.result.value).inc()
+        counts = collections.Counter(answer.result.value for answer in answers)
+        for result, count in counts.items():
+            metrics.lookups.labels(result).inc(count)
         return answers
 
     def replay_or_none(
@@ -625,16 +653,15 @@ def create_app(
         if replay is not None:
             return replay
         answers = run_lookup(terminal, request_id, keys)
-        payload: dict[str, object]
         if batch:
-            payload = {
-                "request_id": request_id,
-                "data_version": answers[0].data_version,
-                "answers": [answer_json(a, request_id) for a in answers],
-            }
+            response = Response(
+                _batch_body(answers, request_id), media_type="application/json"
+            )
+            response.headers["X-Request-ID"] = request_id
         else:
-            payload = answer_json(answers[0], request_id)
-        response = _json_response(200, payload, request_id)
+            response = _json_response(
+                200, answer_json(answers[0], request_id), request_id
+            )
         if request.scope["state"].get("client_request_id"):
             replays.put((terminal, request_id), bytes(response.body), fingerprint)
         logger.debug(

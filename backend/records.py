@@ -19,6 +19,10 @@ _STATE_RE = re.compile(r"^[A-Z<]{1,3}$")
 _NUMBER_STRIP_RE = re.compile(r"[<\s\-]")
 _NUMBER_RE = re.compile(r"^[A-Z0-9]{1,30}$")
 _TYPE_RE = re.compile(r"^[A-Z<]{1,2}$")
+# A key already in normalised form, its parts joined by the unit separator
+# (a control character, so it cannot match inside a part). Such a key is
+# taken as it is; any other goes through the three normalisers.
+_NORMAL_KEY_RE = re.compile(r"[A-Z<]{3}\x1f[A-Z]{1,2}\x1f[A-Z0-9]{1,30}")
 
 
 class Status(enum.StrEnum):
@@ -113,6 +117,8 @@ class DocumentKey:
     @classmethod
     def create(cls, issuing_state: str, document_type: str, number: str) -> DocumentKey:
         """Validate and normalize the three parts; raise InvalidRecord if bad."""
+        if _NORMAL_KEY_RE.fullmatch(f"{issuing_state}\x1f{document_type}\x1f{number}"):
+            return cls(issuing_state, document_type, number)
         return cls(
             normalize_state(issuing_state),
             normalize_type(document_type),

@@ -18,6 +18,7 @@ from backend.records import (
     DocumentKey,
     LookupAnswer,
     Record,
+    Result,
     Status,
     classify,
 )
@@ -223,25 +224,40 @@ class Store(abc.ABC):
         """Release connections; the store is unusable afterwards."""
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
-        """Look up many keys in one snapshot; answers keep the order of `keys`."""
+        """Look up many keys in one snapshot; answers keep the order of `keys`.
+
+        All answers of one call share one check time, the snapshot's. Keys
+        without a candidate share one NO_HIT answer object (answers are
+        frozen), which also lets the service serialise it once per batch.
+        """
         if not keys:
             return []
         version, candidates = self.find_candidates(keys)
+        checked_at = dt.datetime.now(dt.UTC)
+        kind = self.kind
+        no_hit = LookupAnswer(
+            Result.NO_HIT, data_version=version, source=kind, checked_at=checked_at
+        )
         answers: list[LookupAnswer] = []
+        append = answers.append
         for key, rows in zip(keys, candidates, strict=True):
-            exact = [row_to_record(r) for r in rows if r[2] == key.document_number]
-            folded = [row_to_record(r) for r in rows if r[2] != key.document_number]
+            if not rows:
+                append(no_hit)
+                continue
+            number = key.document_number
+            exact = [row_to_record(r) for r in rows if r[2] == number]
+            folded = [row_to_record(r) for r in rows if r[2] != number]
             answer = classify(key, exact, folded)
             # Built directly: dataclasses.replace costs several times more,
             # which adds up over a batch of thousands of keys.
-            answers.append(
+            append(
                 LookupAnswer(
                     answer.result,
                     answer.records,
                     data_version=version,
                     type_mismatch=answer.type_mismatch,
-                    source=self.kind,
-                    checked_at=answer.checked_at,
+                    source=kind,
+                    checked_at=checked_at,
                 )
             )
         return answers

@@ -12,9 +12,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.app import ServiceSettings, create_app, hash_api_key
+from backend.app import ServiceSettings, _batch_body, create_app, hash_api_key
 from backend.audit import AuditLog, load_or_create_key, verify
+from backend.errors import InvalidRecord
 from backend.importer import import_csv
+from backend.records import DocumentKey, Result
 from backend.store import Store, open_store
 from backend.store.postgres import PostgresStore
 from tests.backend.conftest import PG_URL
@@ -334,3 +336,54 @@ def test_change_feed_limit_validated(client: TestClient) -> None:
     response = client.get("/v1/changes", params={"limit": 0}, headers=AUTH)
     assert response.status_code == 422
     assert "limit" in response.json()["error"]
+
+
+def test_batch_body_is_the_plain_json_encoding(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite3'}")
+    seed(store, tmp_path)
+    keys = [
+        DocumentKey.create("UTO", "P", SECRET_NUMBER),
+        DocumentKey.create("UTO", "P", "NOSUCH1"),
+        DocumentKey.create("UTO", "I", "12345"),
+        DocumentKey.create("UTO", "P", "NOSUCH2"),
+    ]
+    answers = store.lookup_many(keys)
+    assert [a.result for a in answers] == [
+        Result.HIT,
+        Result.NO_HIT,
+        Result.POSSIBLE,
+        Result.NO_HIT,
+    ]
+    expected = {
+        "request_id": "req-1",
+        "data_version": answers[0].data_version,
+        "answers": [{**a.to_json(), "request_id": "req-1"} for a in answers],
+    }
+    assert (
+        _batch_body(answers, "req-1")
+        == json.dumps(expected, separators=(",", ":")).encode()
+    )
+    store.close()
+
+
+@pytest.mark.parametrize(
+    ("parts", "expected"),
+    [
+        (("UTO", "P", "L898902C3"), ("UTO", "P", "L898902C3")),
+        (("D<<", "PK", "0012"), ("D<<", "PK", "0012")),
+        (("d", "p<", "a 8-9<"), ("D<<", "P", "A89")),
+        # The unit separator counts as white space, which numbers drop.
+        (("UTO", "P", "A\x1fB"), ("UTO", "P", "AB")),
+        (("UTO\x1fP", "P", "A"), None),
+        (("UT", "P", "١٢"), None),
+    ],
+)
+def test_key_create_normalises_or_refuses(
+    parts: tuple[str, str, str], expected: tuple[str, str, str] | None
+) -> None:
+    if expected is None:
+        with pytest.raises(InvalidRecord):
+            DocumentKey.create(*parts)
+        return
+    key = DocumentKey.create(*parts)
+    assert (key.issuing_state, key.document_type, key.document_number) == expected
