@@ -123,6 +123,10 @@ class OfficerScreen(Screen[None]):
         self._clear_details()
 
     def show_scanning(self, source: str) -> None:
+        # The previous document's fields must not stand under the banner of
+        # the next one, or an officer could read them as its result.
+        self.current = None
+        self._clear_details()
         self.query_one(ResultBanner).show_scanning(source)
 
     def show_outcome(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import re
 import threading
 from pathlib import Path
@@ -293,3 +294,27 @@ async def test_wedge_burst_submits_once(client: MemoryLookup) -> None:
         assert app.is_running
         assert app.screen is app.officer
         assert len(history_rows(app)) == 1
+
+
+async def test_scanning_clears_previous_details(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        app.scan_lines(passport("C01X00T47"), source="test reader")
+        await settle(app, pilot)
+        assert "C01X00T47" in details_text(app)
+
+        app.officer.show_scanning("next document")
+        await pilot.pause()
+
+        assert "CHECKING" in banner_text(app)
+        assert "C01X00T47" not in details_text(app)
+        assert app.officer.current is None
+
+
+def details_text(app: KioskApp) -> str:
+    from rich.console import Console
+    from textual.widgets import Static
+
+    console = Console(width=100, record=True, file=io.StringIO())
+    console.print(app.officer.query_one("#details-fields", Static).content)
+    return console.export_text()
