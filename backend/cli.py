@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from backend.errors import BackendError
+from backend.importer import DEFAULT_MAX_REJECTED_SHARE, DEFAULT_MAX_SHRINK
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,8 @@ def cmd_import(args: argparse.Namespace) -> int:
             delta=args.delta,
             progress=progress,
             max_rejected=args.max_rejected,
+            max_rejected_share=args.max_rejected_percent / 100,
+            max_shrink=None if args.allow_shrink else DEFAULT_MAX_SHRINK,
         )
     for line, reason in report.rejected[: args.show_rejected]:
         print(f"{path}:{line}: rejected: {reason}", file=sys.stderr)
@@ -77,10 +80,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     if hidden > 0:
         print(f"... and {hidden} more rejected lines", file=sys.stderr)
     result = report.result
+    before = (
+        f" (before: {report.previous_count})"
+        if report.previous_count is not None
+        else ""
+    )
     print(
         f"imported {path} ({result.kind}): version {result.version}, "
-        f"{result.added} added, {result.deleted} deleted, "
-        f"{len(report.rejected)} rejected, {result.record_count} records in the store"
+        f"{result.added} added, {report.net_removed} deleted, "
+        f"{len(report.rejected)} rejected, {result.record_count} records in the "
+        f"store{before}"
     )
     return 0
 
@@ -288,7 +297,21 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--max-rejected",
         type=int,
-        help="abort, keeping the old data, past this many bad lines",
+        default=100,
+        help="abort, keeping the old data, past this many invalid lines (default 100)",
+    )
+    imp.add_argument(
+        "--max-rejected-percent",
+        type=float,
+        default=100 * DEFAULT_MAX_REJECTED_SHARE,
+        help="full import: abort, keeping the old data, when more than this "
+        "percentage of lines is invalid (default %(default)g)",
+    )
+    imp.add_argument(
+        "--allow-shrink",
+        action="store_true",
+        help="full import: allow the new list to hold more than "
+        f"{100 * DEFAULT_MAX_SHRINK:g}%% fewer records than the store",
     )
     imp.add_argument(
         "--show-rejected",

@@ -83,6 +83,15 @@ _VALID_DATES_MAX = 100_000
 # Called with (rows read, bytes read, file size in bytes).
 ReadProgress = Callable[[int, int, int], None]
 
+# A full import replaces the whole list, so a file that is mostly invalid
+# (another separator, shifted columns) or cut short would delete every
+# record it failed to carry. By default a full import aborts when more than
+# 1% of its lines are invalid. The CLI also aborts one that would remove
+# more than 10% of the stored records (--allow-shrink) and caps invalid
+# lines at 100 (--max-rejected).
+DEFAULT_MAX_REJECTED_SHARE = 0.01
+DEFAULT_MAX_SHRINK = 0.10
+
 
 @dataclass
 class ImportReport:
@@ -91,6 +100,19 @@ class ImportReport:
     result: ImportResult
     rows_read: int
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    # Records in the store before a full import; None for a delta.
+    previous_count: int | None = None
+
+    @property
+    def net_removed(self) -> int:
+        """Return how many fewer records the store holds after a full import.
+
+        NOTE: this is the net drop, not the number of records gone: a full
+        import that swaps one record for another reports 0.
+        """
+        if self.previous_count is None:
+            return self.result.deleted
+        return max(0, self.previous_count - self.result.record_count)
 
 
 def _date(value: str, column: str, *, required: bool) -> str | None:
@@ -213,11 +235,17 @@ class _CsvSource:
         delta: bool,
         progress: ReadProgress | None,
         max_rejected: int | None,
+        max_rejected_share: float | None = None,
+        previous_count: int = 0,
+        max_shrink: float | None = None,
     ) -> None:
         self.path = path
         self.delta = delta
         self.progress = progress
         self.max_rejected = max_rejected
+        self.max_rejected_share = max_rejected_share
+        self.previous_count = previous_count
+        self.max_shrink = max_shrink
         self.rejected: list[tuple[int, str]] = []
         self.rows_read = 0
         self.accepted = 0
@@ -225,6 +253,17 @@ class _CsvSource:
             self.size = path.stat().st_size
         except OSError as exc:
             raise ImportFailed(f"cannot read {path}: {exc.strerror}") from exc
+        self.ends_with_newline = self._ends_with_newline()
+
+    def _ends_with_newline(self) -> bool:
+        if self.size == 0:
+            return True
+        try:
+            with self.path.open("rb") as handle:
+                handle.seek(-1, io.SEEK_END)
+                return handle.read(1) == b"\n"
+        except OSError as exc:
+            raise ImportFailed(f"cannot read {self.path}: {exc.strerror}") from exc
 
     def _open(self) -> tuple[io.BufferedReader, io.TextIOWrapper]:
         try:
@@ -264,6 +303,9 @@ class _CsvSource:
 
     def _lines(self) -> Iterator[tuple[int, list[str]]]:
         raw, handle = self._open()
+        # Each line is held back until the next one is read, because a last
+        # line without a newline may be cut short and still parse as valid.
+        pending: tuple[int, list[str]] | None = None
         with handle:
             reader = csv.reader(handle)
             try:
@@ -274,7 +316,9 @@ class _CsvSource:
                     self.rows_read += 1
                     if self.progress is not None and self.rows_read % 50_000 == 0:
                         self.progress(self.rows_read, raw.tell(), self.size)
-                    yield reader.line_num, fields
+                    if pending is not None:
+                        yield pending
+                    pending = (reader.line_num, fields)
             except UnicodeDecodeError as exc:
                 raise ImportFailed(
                     f"{self.path} is not valid UTF-8 after line {reader.line_num}"
@@ -283,6 +327,15 @@ class _CsvSource:
                 raise ImportFailed(
                     f"{self.path} is not valid CSV at line {reader.line_num}: {exc}"
                 ) from exc
+        if pending is not None:
+            if self.ends_with_newline:
+                yield pending
+            else:
+                self._reject(
+                    pending[0],
+                    "the last line has no newline at its end, so the file may be "
+                    "truncated; if the line is complete, end the file with a newline",
+                )
         if self.progress is not None:
             self.progress(self.rows_read, self.size, self.size)
 
@@ -300,6 +353,31 @@ class _CsvSource:
             # An empty list would answer NO_HIT for every document.
             raise ImportFailed(
                 f"{self.path} has no valid records; the current data is kept"
+            )
+        # Raised before the generator ends, so inside the store's transaction,
+        # which rolls back.
+        self._check_full_limits()
+
+    def _check_full_limits(self) -> None:
+        share = self.max_rejected_share
+        invalid = len(self.rejected)
+        if share is not None and invalid > share * self.rows_read:
+            raise ImportFailed(
+                f"{invalid} of {self.rows_read} lines in {self.path} are invalid "
+                f"({invalid / self.rows_read:.1%}), over the limit of {share:.1%} "
+                "for a full import; nothing was imported. Check that the file is "
+                "comma-separated with the expected columns and not truncated, or "
+                "raise --max-rejected-percent"
+            )
+        shrink = self.max_shrink
+        removed = self.previous_count - self.accepted
+        if shrink is not None and removed > shrink * self.previous_count:
+            raise ImportFailed(
+                f"{self.path} has {self.accepted} valid records but the store holds "
+                f"{self.previous_count}: the full import would remove {removed} "
+                f"records ({removed / self.previous_count:.1%}), over the limit of "
+                f"{shrink:.0%}; nothing was imported. If the list really shrank, "
+                "import it again with --allow-shrink"
             )
 
     def changes(self) -> Iterator[tuple[int, Change]]:
@@ -324,15 +402,31 @@ def import_csv(
     delta: bool = False,
     progress: ReadProgress | None = None,
     max_rejected: int | None = None,
+    max_rejected_share: float | None = DEFAULT_MAX_REJECTED_SHARE,
+    max_shrink: float | None = None,
 ) -> ImportReport:
     """Import a CSV file into `store` in one transaction.
 
     Invalid lines are skipped and listed in the report with their line
-    numbers. Raises ImportFailed (previous data kept) when the file cannot be
-    read, has the wrong header, has no valid record (full import) or more
-    than `max_rejected` invalid lines.
+    numbers; a last line without a newline counts as invalid. Raises
+    ImportFailed (previous data kept) when the file cannot be read, has the
+    wrong header or more than `max_rejected` invalid lines. A full import
+    also fails when it has no valid record, when more than
+    `max_rejected_share` of its lines are invalid, or when it would hold
+    fewer records than the store by more than `max_shrink` of them (None
+    turns a limit off). The shrink limit is off by default here because
+    tests and tools replace lists on purpose; the CLI turns it on.
     """
-    source = _CsvSource(path, delta=delta, progress=progress, max_rejected=max_rejected)
+    previous = None if delta else store.count()
+    source = _CsvSource(
+        path,
+        delta=delta,
+        progress=progress,
+        max_rejected=max_rejected,
+        max_rejected_share=max_rejected_share,
+        previous_count=previous or 0,
+        max_shrink=max_shrink,
+    )
     logger.info(
         "importing %s (%s, %d bytes)", path, "delta" if delta else "full", source.size
     )
@@ -348,4 +442,9 @@ def import_csv(
         source.rows_read,
         len(rejected),
     )
-    return ImportReport(result=result, rows_read=source.rows_read, rejected=rejected)
+    return ImportReport(
+        result=result,
+        rows_read=source.rows_read,
+        rejected=rejected,
+        previous_count=previous,
+    )

@@ -1,0 +1,137 @@
+"""Full imports that would wipe the list: mostly invalid, truncated or shrunk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.cli import main
+from backend.errors import ImportFailed
+from backend.importer import import_csv
+from backend.records import DocumentKey, Result
+from backend.store import Store, open_store
+from tests.backend.helpers import HEADER, record_line, write_csv
+
+COUNT = 304
+
+
+def good_lines(count: int = COUNT) -> list[list[str]]:
+    return [record_line("UTO", f"N{index:07d}") for index in range(count)]
+
+
+def seeded_store(tmp_path: Path) -> tuple[str, str]:
+    url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    with open_store(url) as store:
+        version = import_csv(store, write_csv(tmp_path / "seed.csv", good_lines()))
+    return url, version.result.version
+
+
+def assert_untouched(url: str, version: str) -> None:
+    with open_store(url) as store:
+        assert store.data_version() == version
+        assert store.count() == COUNT
+        answer = store.lookup(DocumentKey.create("UTO", "P", "N0000303"))
+        assert answer.result is Result.HIT
+
+
+def test_semicolon_file_aborts_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, version = seeded_store(tmp_path)
+    path = tmp_path / "semicolon.csv"
+    rows = [";".join(line) for line in good_lines()]
+    path.write_text(",".join(HEADER) + "\n" + "\n".join(rows) + "\n")
+
+    code = main(["import", str(path), "--store", url, "--quiet"])
+
+    assert code != 0
+    assert "nothing was imported" in capsys.readouterr().err
+    assert_untouched(url, version)
+
+
+def test_mostly_invalid_share_aborts(tmp_path: Path) -> None:
+    url, version = seeded_store(tmp_path)
+    lines = good_lines()
+    for index in range(0, COUNT, 10):
+        lines[index] = record_line("UTO", f"N{index:07d}", status="misplaced")
+    path = write_csv(tmp_path / "bad.csv", lines)
+
+    with open_store(url) as store, pytest.raises(ImportFailed, match="over the limit"):
+        import_csv(store, path)
+
+    assert_untouched(url, version)
+
+
+def test_few_invalid_lines_still_load(tmp_path: Path) -> None:
+    url, _ = seeded_store(tmp_path)
+    lines = [*good_lines(), record_line("UTO", "X1", status="misplaced")]
+    with open_store(url) as store:
+        report = import_csv(store, write_csv(tmp_path / "ok.csv", lines))
+    assert [line for line, _ in report.rejected] == [COUNT + 2]
+    assert report.result.record_count == COUNT
+
+
+def test_truncated_file_aborts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, version = seeded_store(tmp_path)
+    full = write_csv(tmp_path / "full.csv", good_lines()).read_bytes()
+    cut = tmp_path / "cut.csv"
+    cut.write_bytes(full[: len(full) // 2])
+
+    code = main(["import", str(cut), "--store", url, "--quiet"])
+
+    assert code != 0
+    assert "--allow-shrink" in capsys.readouterr().err
+    assert_untouched(url, version)
+
+
+def test_truncated_last_line_is_rejected(tmp_path: Path) -> None:
+    # Cut inside the last field, so the rest of the line still parses.
+    path = tmp_path / "cut.csv"
+    lines = [",".join(line) for line in good_lines(3)]
+    last = "UTO,P,Z9,stolen,2024-03-01,FRA,REF"
+    path.write_text(",".join(HEADER) + "\n" + "\n".join(lines) + "\n" + last + ",,")
+
+    store = open_store(f"sqlite:///{tmp_path / 's.sqlite3'}")
+    try:
+        report = import_csv(store, path, max_rejected_share=None)
+        assert report.rejected[0][0] == 5
+        assert "truncated" in report.rejected[0][1]
+        missing = store.lookup(DocumentKey.create("UTO", "P", "Z9"))
+        assert missing.result is Result.NO_HIT
+        assert store.count() == 3
+    finally:
+        store.close()
+
+
+def test_shrink_needs_allow_shrink(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, version = seeded_store(tmp_path)
+    path = write_csv(tmp_path / "small.csv", good_lines(200))
+
+    assert main(["import", str(path), "--store", url, "--quiet"]) != 0
+    assert "would remove 104 records" in capsys.readouterr().err
+    assert_untouched(url, version)
+
+    assert main(["import", str(path), "--store", url, "--quiet", "--allow-shrink"]) == 0
+    out = capsys.readouterr().out
+    assert "104 deleted" in out
+    assert "200 records in the store (before: 304)" in out
+
+
+def test_delta_not_limited_by_share(tmp_path: Path) -> None:
+    url, _ = seeded_store(tmp_path)
+    lines = [
+        ["delete", *record_line("UTO", "N0000001")],
+        ["bogus", *record_line("UTO", "N0000002")],
+    ]
+    store: Store
+    with open_store(url) as store:
+        report = import_csv(
+            store, write_csv(tmp_path / "d.csv", lines, delta=True), delta=True
+        )
+        assert report.result.deleted == 1
+        assert store.count() == COUNT - 1
