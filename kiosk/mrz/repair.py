@@ -43,6 +43,9 @@ AMBIGUITY_RATIO = 0.1
 # as `<` for `0`) is one no check could ever catch, so even a faint one
 # makes the result ambiguous.
 SAME_VALUE_RATIO = 0.02
+# Outside the check digits, a character outside its field's alphabet is kept
+# as printed when the recogniser gives it at least this probability.
+AS_PRINTED_P = 0.9
 # At most this many uncertain positions are tried, and at most this many
 # changed together, which bounds the search to a few thousand readings.
 MAX_UNCERTAIN = 14
@@ -112,10 +115,23 @@ class RepairOutcome:
         return self.status in (RepairStatus.EXACT, RepairStatus.REPAIRED)
 
 
-def _constrain(cands: Sequence[Candidate], char_class: CharClass) -> list[Candidate]:
+def _constrain(
+    cands: Sequence[Candidate], char_class: CharClass, *, protected: bool
+) -> list[Candidate]:
     """Keep the candidates a position's alphabet allows, mapping look-alikes
-    in when none of them fits."""
+    in when none of them fits.
+
+    Outside the check digits' reach, a character the recogniser is sure of
+    stays as printed even when the field's grammar forbids it (a nationality
+    printed as `132`): mapping it to a letter would invent a value that no
+    check can confirm, so the parser reports the printed one instead.
+    """
     allowed = ALLOWED[char_class]
+    sure_outsider = (
+        bool(cands) and cands[0][0] not in allowed and cands[0][1] >= AS_PRINTED_P
+    )
+    if sure_outsider and not protected:
+        return [cands[0]]
     kept: dict[str, float] = {}
     for char, p in cands:
         if char in allowed:
@@ -174,12 +190,15 @@ def repair(
         return RepairOutcome(RepairStatus.FAILED, None, None, 0.0, reason=str(exc))
     layout = LAYOUTS[fmt]
     classes = layout.char_classes()
+    protected = _protected_positions(layout)
 
     grid: list[list[_Position]] = []
     for ln, line in enumerate(alternatives):
         row = []
         for pos, cands in enumerate(line):
-            constrained = _constrain(cands, classes[ln][pos])
+            constrained = _constrain(
+                cands, classes[ln][pos], protected=(ln, pos) in protected
+            )
             if not constrained:
                 constrained = [("<", 1e-6)]
             row.append(_Position(ln, pos, constrained))
