@@ -46,15 +46,21 @@ RECORD_COLUMNS = (
 ProgressCallback = Callable[[int], None]
 
 
+# A dict lookup costs a fraction of the Status(...) enum call, once per
+# record of every HIT and POSSIBLE answer.
+_STATUSES = {status.value: status for status in Status}
+
+
 def row_to_record(row: Sequence[object]) -> Record:
     """Build a Record from a row in RECORD_COLUMNS order (folded_number is skipped)."""
     issue = row[8]
     expiry = row[9]
+    status = str(row[4])
     return Record(
         issuing_state=str(row[0]),
         document_type=str(row[1]),
         document_number=str(row[2]),
-        status=Status(str(row[4])),
+        status=_STATUSES.get(status) or Status(status),
         reported_on=_to_date(row[5]),
         reporting_country=str(row[6]),
         reference=str(row[7]),
