@@ -185,6 +185,14 @@ def iter_images(paths: Sequence[Path]) -> Iterator[tuple[Path, str | None]]:
                 yield image, None
         elif path.exists():
             yield path, None
+        elif path.is_symlink():
+            yield (
+                path,
+                (
+                    f"{path} is a symbolic link to nothing (broken or looping); "
+                    "give the image file itself"
+                ),
+            )
         else:
             yield path, f"file {path} not found; check the path"
 
@@ -253,6 +261,11 @@ _VERDICT = {
 }
 
 
+def printable(text: str) -> str:
+    """Escape control characters, so a file name cannot break the output."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def format_outcome(outcome: ScanOutcome) -> str:
     """Render one outcome as the plain-text block `kiosk scan` prints."""
     rows = [outcome.source]
@@ -307,7 +320,7 @@ def format_outcome(outcome: ScanOutcome) -> str:
     if outcome.error and (report is not None):
         rows.append(f"  error        {outcome.error}")
     rows.append(f"  time         {outcome.elapsed_ms:.0f} ms")
-    return "\n".join(rows)
+    return "\n".join(printable(row) for row in rows)
 
 
 def _configure_logging(level: str) -> None:

@@ -122,7 +122,7 @@ def check_image(
         logger.warning("scan %s: image not read: %s", scan_id, type(exc).__name__)
         return _not_checked(scan_id, label, str(exc), started)
     if result.repair is None:
-        reason = result.rejection or "MRZ not read"
+        reason = _with_next_step(result.rejection or "MRZ not read")
         return _not_checked(scan_id, label, reason, started, reader=result)
     return _finish(
         scan_id,
@@ -134,6 +134,18 @@ def check_image(
         reader_doubt=result.rejection,
         state_candidates=_state_candidates(result.repair, result.alternatives),
     )
+
+
+_NEXT_STEP = (
+    "scan the document again with the whole MRZ in view, flat and without glare"
+)
+
+
+def _with_next_step(reason: str) -> str:
+    """Append what to do next to a reader's reason unless it already says."""
+    if "scan" in reason or "image" in reason:
+        return reason
+    return f"{reason}: {_NEXT_STEP}"
 
 
 def _not_checked(

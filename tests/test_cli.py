@@ -252,3 +252,38 @@ def test_default_store_is_seeded_from_samples(
     assert code == 0
     assert Path("var/kiosk.sqlite3").is_file()
     assert results[0]["lookup"]["data_version"]  # type: ignore[index]
+
+
+def test_scan_reports_looping_symlink(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    loop = tmp_path / "loop.jpg"
+    loop.symlink_to(loop)
+    _, results = _run(capsys, "scan", "--json", "--store", _store(tmp_path), str(loop))
+    assert "symbolic link" in str(results[0]["error"])
+
+
+def test_file_name_with_newline_stays_on_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    odd = tmp_path / "two\nlines.jpg"
+    odd.write_bytes(b"not an image")
+    main(["scan", "--store", _store(tmp_path), str(odd)])
+    out = capsys.readouterr().out
+    assert "two\\nlines.jpg" in out
+    assert not any(line.startswith("lines.jpg") for line in out.splitlines())
+
+
+def test_mrz_not_found_says_what_to_do(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _, results = _run(
+        capsys,
+        "scan",
+        "--json",
+        "--store",
+        _store(tmp_path),
+        str(SAMPLE_IMAGES / "no-mrz.jpg"),
+    )
+    assert "MRZ not found" in str(results[0]["error"])
+    assert "scan the document again" in str(results[0]["error"])
