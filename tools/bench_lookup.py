@@ -357,6 +357,12 @@ def bench_http(
         server.wait(timeout=30)
 
 
+def _load_average() -> str:
+    # Other jobs share the machine; the load shows how much of the 2 CPUs
+    # the benchmark had.
+    return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -451,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             parser.error(f"unknown store {kind!r}: use sqlite or postgresql")
         try:
+            results.add(
+                kind, "load average at start", _load_average(), "1 / 5 / 15 min"
+            )
             with open_store(url) as store:
                 started = time.perf_counter()
                 report = import_csv(store, csv_path)
@@ -470,6 +479,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             if not args.no_http:
                 bench_http(url, keys, args, kind, results, out)
+            results.add(kind, "load average at end", _load_average(), "1 / 5 / 15 min")
         finally:
             if schema is not None:
                 with psycopg.connect(args.pg_url, autocommit=True) as conn:
