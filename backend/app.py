@@ -443,6 +443,9 @@ def _validation_message(
 
 
 WORKER_CONFIG_ENV = "KIOSK_BACKEND_WORKER_CONFIG"
+# Key of the readiness lookup; its answer does not matter, only that the
+# store returns one. Not audited, because no terminal asked for it.
+_READINESS_PROBE = DocumentKey("ZZZ", "P", "READYPROBE0")
 
 
 def create_worker_app() -> FastAPI:
@@ -743,7 +746,10 @@ def create_app(
         request_id = request_id_of(request)
         try:
             store.check()
-            version = store.data_version()
+            # A real lookup through the same path as the kiosk's, so ready
+            # means lookups work, not only that the versions table reads.
+            probe = store.lookup(_READINESS_PROBE)
+            version = probe.data_version
             count = store.count()
         except StoreError as exc:
             return _error(503, f"not ready: {exc}", request_id)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
+import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -112,6 +113,14 @@ _SELECT_EXACT = (
     f"SELECT {_COLS} FROM records WHERE issuing_state = %s AND document_number = %s"
 )
 _COPY_CHUNK_BYTES = 1 << 20
+# Up to this many expected records the integrity check counts them exactly;
+# above it, it compares the statistics' live-row estimate and counts only
+# when that differs by more than _ESTIMATE_TOLERANCE.
+_EXACT_COUNT_LIMIT = 1_000_000
+_ESTIMATE_TOLERANCE = 0.10
+# While damaged, lookups check again at most this often, in seconds, so
+# that the service recovers after a re-import without a restart.
+_DAMAGE_RECHECK_S = 5.0
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
@@ -185,7 +194,38 @@ class PostgresStore(Store):
             raise StoreUnavailable(
                 f"cannot connect to PostgreSQL within {timeout} s: {exc}"
             ) from exc
+        # Set while the records do not match the versions table; lookups
+        # then raise StoreUnavailable with this message. Opening still
+        # succeeds, so that a full import can repair the store.
+        self._damage: str | None = None
+        self._damage_checked_at = 0.0
+        try:
+            self._verify()
+        except StoreUnavailable as exc:
+            logger.error("%s", exc)
         logger.info("opened PostgreSQL store (schema %s)", schema or "public")
+
+    def _where(self) -> str:
+        return f"PostgreSQL store (schema {self.schema or 'public'})"
+
+    def _verify(self) -> None:
+        """Compare the records with the latest version; raise StoreUnavailable."""
+        try:
+            with self._pool.connection() as conn:
+                self._damage = _find_damage(conn, self._where())
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("checking the records table", exc) from exc
+        finally:
+            self._damage_checked_at = time.monotonic()
+        if self._damage is not None:
+            raise StoreUnavailable(self._damage)
+
+    def _refuse_if_damaged(self) -> None:
+        if self._damage is None:
+            return
+        if time.monotonic() - self._damage_checked_at < _DAMAGE_RECHECK_S:
+            raise StoreUnavailable(self._damage)
+        self._verify()
 
     @staticmethod
     def _prepare(conninfo: str, kwargs: dict[str, Any], schema: str | None) -> None:
@@ -209,7 +249,14 @@ class PostgresStore(Store):
                     exists = conn.execute(
                         "SELECT to_regclass('records') IS NOT NULL"
                     ).fetchone()
-                    if exists is None or not exists[0]:
+                    imported = conn.execute(
+                        "SELECT EXISTS (SELECT 1 FROM versions)"
+                    ).fetchone()
+                    # Once data was imported, an empty records table created
+                    # here would turn every lookup into a false NO_HIT.
+                    if (exists is None or not exists[0]) and not (
+                        imported is not None and imported[0]
+                    ):
                         conn.execute(_RECORDS_TABLE.format(name="records"))
                         _create_indexes(conn, "records")
         except psycopg.Error as exc:
@@ -220,6 +267,7 @@ class PostgresStore(Store):
     def find_candidates(
         self, keys: Sequence[DocumentKey]
     ) -> tuple[str, list[list[Row]]]:
+        self._refuse_if_damaged()
         try:
             with self._pool.connection() as conn:
                 if len(keys) == 1:
@@ -271,6 +319,7 @@ class PostgresStore(Store):
 
     def check(self) -> None:
         require_version(self.data_version())
+        self._verify()
 
     def changes_since(
         self, since: str | None, *, cursor: int = 0, limit: int = 10_000
@@ -339,8 +388,14 @@ class PostgresStore(Store):
                 )
                 # The swap waits for running lookups, then later lookups see
                 # the new table; nothing reads a half-loaded list.
-                conn.execute("LOCK TABLE records IN ACCESS EXCLUSIVE MODE")
-                conn.execute("DROP TABLE records")
+                present = conn.execute(
+                    "SELECT to_regclass('records') IS NOT NULL"
+                ).fetchone()
+                # A full import is how a store that lost its records table
+                # is repaired, so the table may be missing here.
+                if present is not None and present[0]:
+                    conn.execute("LOCK TABLE records IN ACCESS EXCLUSIVE MODE")
+                conn.execute("DROP TABLE IF EXISTS records")
                 conn.execute("ALTER TABLE records_new RENAME TO records")
                 for suffix in ("pkey", "exact", "folded"):
                     conn.execute(
@@ -351,6 +406,7 @@ class PostgresStore(Store):
                 conn.execute("DELETE FROM changes")
         except (psycopg.Error, PoolTimeout) as exc:
             raise _unavailable("full import", exc) from exc
+        self._damage = None
         logger.info(
             "full import into PostgreSQL: version %s, %d records, %d rejected",
             version,
@@ -562,6 +618,59 @@ def _drop_duplicates(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:
     ).fetchall()
     return sorted(
         (int(d[0]), f"duplicate of the record on line {d[1]}") for d in duplicates
+    )
+
+
+# Tables and indexes a store with imported data must have.
+_REQUIRED_OBJECTS = (
+    "records",
+    "records_exact",
+    "records_folded",
+    "versions",
+    "changes",
+    "api_keys",
+)
+
+
+def _find_damage(conn: psycopg.Connection[Any], where: str) -> str | None:
+    """Return why the records do not match the latest version, or None."""
+    head = conn.execute(
+        "SELECT version, record_count FROM versions ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    if head is None:
+        return None
+    version, expected = str(head[0]), int(head[1])
+    repair = (
+        "lookups are refused until the full list is imported again with "
+        "'kiosk-backend import --store URL FILE'"
+    )
+    missing = [
+        name
+        for name in _REQUIRED_OBJECTS
+        if (row := conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()) is None
+        or row[0] is None
+    ]
+    if missing:
+        return (
+            f"{where} is damaged: {', '.join(missing)} missing although version "
+            f"{version} recorded {expected} records; {repair}"
+        )
+    if expected > _EXACT_COUNT_LIMIT:
+        # n_live_tup follows inserts and deletes within about a second of
+        # their commit; reltuples would wait for the next VACUUM or ANALYZE.
+        estimate_row = conn.execute(
+            "SELECT pg_stat_get_live_tuples('records'::regclass)"
+        ).fetchone()
+        estimate = int(estimate_row[0]) if estimate_row else 0
+        if abs(estimate - expected) <= _ESTIMATE_TOLERANCE * expected:
+            return None
+    counted = conn.execute("SELECT count(*) FROM records").fetchone()
+    actual = int(counted[0]) if counted else 0
+    if actual == expected:
+        return None
+    return (
+        f"{where} is damaged: the records table holds {actual} records but "
+        f"version {version} recorded {expected}; {repair}"
     )
 
 

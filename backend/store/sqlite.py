@@ -159,12 +159,15 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
         self._closed = False
+        # Set while the records do not match the versions table; lookups
+        # then raise StoreUnavailable with this message.
+        self._damage: str | None = None
         conn = self._connect()
         try:
             with self._lock:
                 conn.execute("PRAGMA journal_mode=WAL")
-                for statement in _SCHEMA:
-                    conn.execute(statement)
+                _create_schema(conn)
+            self._damage = _find_damage(conn, self.path, exact=True)
         except sqlite3.Error as exc:
             conn.close()
             raise StoreUnavailable(
@@ -172,6 +175,9 @@ class SQLiteStore(Store):
             ) from exc
         conn.close()
         self._identity = self._file_identity()
+        if self._damage is not None:
+            # Opening still succeeds, so that a full import can repair it.
+            logger.error("%s", self._damage)
         logger.info("opened SQLite store %s", self.path)
 
     # -- connections -----------------------------------------------------
@@ -203,6 +209,8 @@ class SQLiteStore(Store):
             self._local.conn = conn
             self._local.data_version = None
             self._local.version = None
+            self._local.checked_data_version = None
+            self._local.counted_data_version = None
             with self._lock:
                 self._all.append(conn)
         return conn
@@ -235,6 +243,32 @@ class SQLiteStore(Store):
         version: str | None = self._local.version
         return version
 
+    def _ensure_intact(self, conn: sqlite3.Connection, *, exact: bool) -> None:
+        """Raise StoreUnavailable when the records do not match `versions`.
+
+        The check runs again only after another connection committed (PRAGMA
+        data_version changed), or with `exact` after such a commit since the
+        last exact check. The quick form sees a missing table and a table
+        emptied under a non-zero count; the exact form compares COUNT(*).
+        A damage found stays until a check after a later commit passes.
+        """
+        changed = conn.execute("PRAGMA data_version").fetchone()[0]
+        seen = (
+            self._local.counted_data_version
+            if exact
+            else self._local.checked_data_version
+        )
+        if changed != seen:
+            # An exact count found damage that the quick form cannot see.
+            exact = exact or self._damage is not None
+            damage = _find_damage(conn, self.path, exact=exact)
+            self._damage = damage
+            self._local.checked_data_version = changed
+            if exact:
+                self._local.counted_data_version = changed
+        if self._damage is not None:
+            raise StoreUnavailable(self._damage)
+
     # -- reads -----------------------------------------------------------
 
     def find_candidates(
@@ -242,6 +276,7 @@ class SQLiteStore(Store):
     ) -> tuple[str, list[list[Row]]]:
         conn = self._reader()
         try:
+            self._ensure_intact(conn, exact=False)
             if len(keys) == 1:
                 return _find_one(conn, keys[0])
             conn.execute("BEGIN")
@@ -279,7 +314,12 @@ class SQLiteStore(Store):
         return int(row[0]) if row else 0
 
     def check(self) -> None:
-        require_version(self.data_version())
+        conn = self._reader()
+        try:
+            require_version(self._cached_version(conn))
+            self._ensure_intact(conn, exact=True)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"reading {self.path} failed: {exc}") from exc
 
     def changes_since(
         self, since: str | None, *, cursor: int = 0, limit: int = 10_000
@@ -357,7 +397,9 @@ class SQLiteStore(Store):
             counter.finish()
             # The new table replaces the old one inside the same transaction,
             # so readers see either all old or all new records.
-            conn.execute("DROP TABLE records")
+            # IF EXISTS: a full import is how a store that lost its records
+            # table is repaired.
+            conn.execute("DROP TABLE IF EXISTS records")
             conn.execute("ALTER TABLE records_new RENAME TO records")
             rejected = _drop_duplicates(conn)
             conn.execute(_SCHEMA[1])
@@ -568,6 +610,80 @@ def _drop_duplicates(conn: sqlite3.Connection) -> list[tuple[int, str]]:
     conn.executemany("DELETE FROM records WHERE id = ?", [(d[0],) for d in duplicates])
     conn.execute("DROP INDEX records_dup")
     return [(int(d[0]), f"duplicate of the record on line {d[1]}") for d in duplicates]
+
+
+# Tables and indexes a store with imported data must have.
+_REQUIRED_OBJECTS = (
+    "records",
+    "records_exact",
+    "records_folded",
+    "versions",
+    "changes",
+    "api_keys",
+)
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    # Once data was imported, an empty records table created here would turn
+    # every lookup into a false NO_HIT, so a lost one stays missing.
+    names = _schema_names(conn)
+    imported = (
+        "versions" in names
+        and conn.execute("SELECT 1 FROM versions LIMIT 1").fetchone() is not None
+    )
+    records_schema = _SCHEMA[:3]
+    for statement in _SCHEMA:
+        if imported and statement in records_schema:
+            continue
+        conn.execute(statement)
+
+
+def _schema_names(conn: sqlite3.Connection) -> set[str]:
+    rows = conn.execute(
+        "SELECT name FROM sqlite_master WHERE type IN ('table', 'index')"
+    ).fetchall()
+    return {str(row[0]) for row in rows}
+
+
+def _find_damage(conn: sqlite3.Connection, path: Path, *, exact: bool) -> str | None:
+    """Return why the records do not match the latest version, or None.
+
+    Without `exact` only emptiness is compared, which costs one index probe;
+    the exact COUNT(*) reads a whole index (NOTE: seconds at 30 million
+    rows, estimated, not measured).
+    """
+    names = _schema_names(conn)
+    if "versions" not in names:
+        return None
+    head = conn.execute(
+        "SELECT version, record_count FROM versions ORDER BY seq DESC LIMIT 1"
+    ).fetchone()
+    if head is None:
+        return None
+    version, expected = str(head[0]), int(head[1])
+    repair = (
+        "lookups are refused until the full list is imported again with "
+        "'kiosk-backend import --store URL FILE'"
+    )
+    missing = [name for name in _REQUIRED_OBJECTS if name not in names]
+    if missing:
+        return (
+            f"store {path} is damaged: {', '.join(missing)} missing although "
+            f"version {version} recorded {expected} records; {repair}"
+        )
+    if exact:
+        actual = int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+        if actual == expected:
+            return None
+    else:
+        present = conn.execute("SELECT 1 FROM records LIMIT 1").fetchone()
+        actual = 0 if present is None else expected
+        if (actual > 0) == (expected > 0):
+            return None
+    return (
+        f"store {path} is damaged: the records table holds {actual} records but "
+        f"version {version} recorded {expected}; {repair}"
+    )
 
 
 def _next_seq(conn: sqlite3.Connection) -> int:
