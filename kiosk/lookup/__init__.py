@@ -28,7 +28,11 @@ def open_client(
     """Return the embedded client when `backend_url` is None, else the online one.
 
     The online client keeps its offline copy and recheck queue beside
-    `embedded_path` (`offline.sqlite3` and `rechecks.sqlite3`). Unless
+    `embedded_path` (`offline.sqlite3` and `rechecks.sqlite3`); the copy
+    is bound to `backend_url` and ignored for any other URL.
+    `offline_max_age` is the sync age past which the copy's NO_HIT becomes
+    UNKNOWN, and `timeout_s` the time limit of one whole online check,
+    retries included, in seconds. Unless
     `maintain_every_s` is None, a daemon thread syncs the copy and drains the
     queue at that interval (`close()` stops it). Raises LookupFailed when
     the TLS files cannot be loaded; lookups themselves never raise.
@@ -54,7 +58,11 @@ def open_client(
     )
     client = ResilientLookup(
         online,
-        offline=OfflineCopy(folder / "offline.sqlite3", max_age=offline_max_age),
+        offline=OfflineCopy(
+            folder / "offline.sqlite3",
+            max_age=offline_max_age,
+            service_url=backend_url,
+        ),
         queue=RecheckQueue(folder / "rechecks.sqlite3", on_late_hit=on_late_hit),
     )
     if maintain_every_s is not None:

@@ -4,17 +4,25 @@ Each check gets one request id that every retry reuses, so the service
 answers a retry from its replay cache instead of running (and auditing) the
 lookup twice. Timeouts, refused connections, 5xx statuses and malformed
 bodies all end as UNKNOWN answers with the reason.
+
+`timeout_s` bounds a whole check, retries and backoff included. httpx's own
+read timeout restarts with every byte received, so a service that sends
+its answer a byte at a time would hold the kiosk for minutes; here every
+socket read and write gets at most the time left until the check's
+deadline.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
+import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
+import httpcore
 import httpx
 
 from backend.errors import InvalidRecord
@@ -31,6 +39,117 @@ BATCH_SIZE = 1000
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 # A kiosk waits for its answer, so a long Retry-After is cut to this, in s.
 _MAX_RETRY_AFTER_S = 1.0
+# Time allowed to open a TCP connection, within the check's deadline, in s.
+CONNECT_TIMEOUT_S = 0.5
+# Time limit of one change feed page (up to 10,000 records), in s; a sync
+# runs in the background, so it may wait longer than a check.
+CHANGES_TIMEOUT_S = 30.0
+# Start of the reason of an UNKNOWN answer whose request the service
+# rejected (HTTP 401 or 403). Such a check must not fall back to the
+# offline copy: a kiosk the service no longer accepts gets no answers.
+REJECTED_REASON = "lookup service rejected this kiosk"
+
+
+class _Deadline:
+    """Per-thread deadline of the current check, as time.monotonic() seconds."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def set(self, deadline: float | None) -> None:
+        self._local.deadline = deadline
+
+    def bound(
+        self, timeout: float | None, error: type[httpcore.TimeoutException]
+    ) -> float | None:
+        """Return `timeout` cut to the time left; raise `error` when none is."""
+        deadline: float | None = getattr(self._local, "deadline", None)
+        if deadline is None:
+            return timeout
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise error("the lookup's total time limit was reached")
+        return left if timeout is None else min(timeout, left)
+
+
+class _DeadlineStream(httpcore.NetworkStream):
+    def __init__(self, inner: httpcore.NetworkStream, deadline: _Deadline) -> None:
+        self._inner = inner
+        self._deadline = deadline
+
+    def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        bounded = self._deadline.bound(timeout, httpcore.ReadTimeout)
+        return self._inner.read(max_bytes, bounded)
+
+    def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        bounded = self._deadline.bound(timeout, httpcore.WriteTimeout)
+        self._inner.write(buffer, bounded)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
+        inner = self._inner.start_tls(ssl_context, server_hostname, bounded)
+        return _DeadlineStream(inner, self._deadline)
+
+    def get_extra_info(self, info: str) -> Any:
+        return self._inner.get_extra_info(info)
+
+
+class _DeadlineBackend(httpcore.NetworkBackend):
+    """Network backend whose streams never wait past the check's deadline."""
+
+    def __init__(self, deadline: _Deadline) -> None:
+        self._inner = httpcore.SyncBackend()
+        self._deadline = deadline
+
+    def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_tcp(
+            host, port, bounded, local_address, socket_options
+        )
+        return _DeadlineStream(stream, self._deadline)
+
+    def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.NetworkStream:
+        bounded = self._deadline.bound(timeout, httpcore.ConnectTimeout)
+        stream = self._inner.connect_unix_socket(path, bounded, socket_options)
+        return _DeadlineStream(stream, self._deadline)
+
+    def sleep(self, seconds: float) -> None:
+        self._inner.sleep(seconds)
+
+
+def _deadline_transport(
+    verify: ssl.SSLContext | bool, deadline: _Deadline
+) -> httpx.HTTPTransport:
+    transport = httpx.HTTPTransport(verify=verify)
+    pool = getattr(transport, "_pool", None)
+    # NOTE: httpx 0.28 has no public way to pass a network backend, so the
+    # pool's attribute (httpcore 1.0) is replaced. Without it, the deadline
+    # is only checked between attempts.
+    if pool is not None and hasattr(pool, "_network_backend"):
+        pool._network_backend = _DeadlineBackend(deadline)
+    else:
+        logger.warning("httpx internals changed; lookups have no total deadline")
+    return transport
 
 
 class HttpLookup:
@@ -48,35 +167,66 @@ class HttpLookup:
         client_cert: tuple[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        """`verify` is True (system CAs), False, or a CA bundle file for a
-        private CA; `client_cert` is (certificate, key) PEM files for
-        services that require client certificates."""
+        """`timeout_s` is the time limit of one whole check, retries
+        included, in seconds. `verify` is True (system CAs), False, or a CA
+        bundle file for a private CA; `client_cert` is (certificate, key)
+        PEM files for services that require client certificates."""
+        if timeout_s <= 0:
+            raise LookupFailed(
+                f"invalid lookup timeout {timeout_s} s: expected a positive number"
+            )
         headers = {"User-Agent": "border-kiosk"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self.base_url = base_url.rstrip("/")
+        self.timeout_s = timeout_s
         self.retries = retries
         self.backoff_s = backoff_s
+        self._deadline = _Deadline()
+        tls = _tls_context(verify, client_cert)
+        if transport is None:
+            transport = _deadline_transport(tls, self._deadline)
         self._client = httpx.Client(
             base_url=self.base_url,
             headers=headers,
-            timeout=httpx.Timeout(timeout_s),
-            verify=_tls_context(verify, client_cert),
+            timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
+            verify=tls,
             transport=transport,
         )
 
     # -- requests --------------------------------------------------------
 
-    def _request(self, method: str, path: str, request_id: str, **kwargs: Any) -> Any:
+    def _request(
+        self,
+        method: str,
+        path: str,
+        request_id: str,
+        *,
+        budget_s: float | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Send a request with retries; return the decoded JSON body.
 
-        Raises LookupFailed with a reason fit for an UNKNOWN answer.
+        Raises LookupFailed with a reason fit for an UNKNOWN answer, at the
+        latest `budget_s` (default `timeout_s`) after the call.
         """
+        deadline = time.monotonic() + (budget_s or self.timeout_s)
+        self._deadline.set(deadline)
+        try:
+            return self._attempts(method, path, request_id, deadline, **kwargs)
+        finally:
+            self._deadline.set(None)
+
+    def _attempts(
+        self, method: str, path: str, request_id: str, deadline: float, **kwargs: Any
+    ) -> Any:
         headers = {"X-Request-ID": request_id}
         last_reason = "no attempt made"
         for attempt in range(self.retries + 1):
             if attempt:
                 delay = self.backoff_s * (2 ** (attempt - 1))
+                if time.monotonic() + delay >= deadline:
+                    break
                 logger.info(
                     "retrying request %s (attempt %d of %d) after %s",
                     request_id,
@@ -85,10 +235,18 @@ class HttpLookup:
                     last_reason,
                 )
                 time.sleep(delay)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            timeout = httpx.Timeout(left, connect=min(CONNECT_TIMEOUT_S, left))
             try:
-                response = self._client.request(method, path, headers=headers, **kwargs)
+                response = self._client.request(
+                    method, path, headers=headers, timeout=timeout, **kwargs
+                )
             except httpx.TimeoutException:
-                last_reason = "lookup service timed out"
+                last_reason = (
+                    f"lookup service timed out (limit {self.timeout_s:g} s per check)"
+                )
                 continue
             except httpx.TransportError as exc:
                 last_reason = f"lookup service unreachable ({type(exc).__name__})"
@@ -100,8 +258,13 @@ class HttpLookup:
                 last_reason = _error_reason(response)
                 retry_after = _retry_after(response)
                 if retry_after is not None and attempt < self.retries:
-                    time.sleep(min(retry_after, _MAX_RETRY_AFTER_S))
+                    wait = min(retry_after, _MAX_RETRY_AFTER_S)
+                    time.sleep(max(0.0, min(wait, deadline - time.monotonic())))
                 continue
+            if response.status_code in (401, 403):
+                reason = f"{REJECTED_REASON}: {_error_reason(response)}"
+                logger.warning("request %s rejected: %s", request_id, reason)
+                raise LookupFailed(reason)
             if response.status_code != 200:
                 reason = _error_reason(response)
                 logger.warning("request %s rejected: %s", request_id, reason)
@@ -157,10 +320,17 @@ class HttpLookup:
         params: dict[str, str | int] = {"cursor": cursor, "limit": limit}
         if since is not None:
             params["since"] = since
-        body = self._request("GET", "/v1/changes", uuid.uuid4().hex, params=params)
+        body = self._request(
+            "GET",
+            "/v1/changes",
+            uuid.uuid4().hex,
+            budget_s=max(self.timeout_s, CHANGES_TIMEOUT_S),
+            params=params,
+        )
         return parse_change_page(body)
 
     def status(self) -> BackendStatus:
+        self._deadline.set(time.monotonic() + self.timeout_s)
         try:
             response = self._client.get("/ready")
             body = response.json() if response.status_code in (200, 503) else {}
@@ -170,6 +340,8 @@ class HttpLookup:
                 None,
                 f"lookup service unreachable: {type(exc).__name__}",
             )
+        finally:
+            self._deadline.set(None)
         if response.status_code != 200 or not isinstance(body, dict):
             reason = body.get("error") if isinstance(body, dict) else None
             return BackendStatus(
@@ -262,6 +434,11 @@ def parse_answer(body: object, request_id: str) -> LookupAnswer:
         raise LookupFailed(str(body.get("reason") or "lookup service returned UNKNOWN"))
     if result is Result.NO_HIT and not version:
         raise LookupFailed("lookup service sent NO_HIT without a data version")
+    if result is Result.NO_HIT and records:
+        raise LookupFailed(
+            f"lookup service sent NO_HIT with {len(records)} records, an "
+            "inconsistent answer"
+        )
     if result in (Result.HIT, Result.POSSIBLE) and not records:
         raise LookupFailed(f"lookup service sent {result.value} without records")
     return LookupAnswer(

@@ -5,6 +5,11 @@ HIT and POSSIBLE answers always stand (an officer verifies them), but once
 the last sync is older than `max_age` a NO_HIT becomes UNKNOWN: the copy can
 no longer vouch that a document was not reported since.
 
+A copy belongs to the service URL it was synced from. Opened for another
+URL (the kiosk was pointed at another service), it is treated as never
+synced until a sync from the new service replaces its records, because
+another service's NO_HIT says nothing about this one's list.
+
 Sync applies each change page in its own transaction and records the new
 service version afterwards. A kill between the two only makes the next sync
 apply that page again, which is harmless: adds replace, and deletes of
@@ -44,10 +49,17 @@ class OfflineCopy:
     """Local replica; implements LookupClient and can sync from a ChangeFeed."""
 
     def __init__(
-        self, path: Path, *, max_age: dt.timedelta = dt.timedelta(hours=24)
+        self,
+        path: Path,
+        *,
+        max_age: dt.timedelta = dt.timedelta(hours=24),
+        service_url: str | None = None,
     ) -> None:
+        """`service_url` is the lookup service this copy is synced from;
+        None keeps whatever the copy was bound to (tests and tools)."""
         self.path = path
         self.max_age = max_age
+        self.service_url = service_url.rstrip("/") if service_url else None
         self._store = SQLiteStore(path)
         self._lock = threading.Lock()
         conn = self._meta()
@@ -56,6 +68,36 @@ class OfflineCopy:
                 conn.execute(
                     "CREATE TABLE IF NOT EXISTS replica"
                     " (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+                )
+        finally:
+            conn.close()
+        self._bind()
+
+    def _bind(self) -> None:
+        if self.service_url is None:
+            return
+        bound = self._read_meta().get("service_url")
+        if bound == self.service_url:
+            return
+        if self._read_meta().get("service_version") is not None:
+            # Records stay until the next sync's snapshot replaces them, but
+            # with no version or sync time no lookup uses them.
+            logger.warning(
+                "offline copy %s was synced from another service; it is "
+                "discarded until a sync from %s",
+                self.path,
+                self.service_url,
+            )
+        conn = self._meta()
+        try:
+            with conn:
+                conn.execute(
+                    "DELETE FROM replica WHERE key IN ('service_version', 'synced_at')"
+                )
+                conn.execute(
+                    "INSERT INTO replica (key, value) VALUES ('service_url', ?)"
+                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    (self.service_url,),
                 )
         finally:
             conn.close()
@@ -188,9 +230,21 @@ class OfflineCopy:
         meta = self._read_meta()
         version = meta.get("service_version")
         synced = meta.get("synced_at")
+        if self.service_url is not None and meta.get("service_url") != (
+            self.service_url
+        ):
+            # Another process rebound the file to another service.
+            return [
+                unknown("offline copy belongs to another lookup service", source=SOURCE)
+                for _ in keys
+            ]
         if version is None or synced is None:
             return [
-                unknown("offline copy was never synced", source=SOURCE) for _ in keys
+                unknown(
+                    "offline copy was never synced from this lookup service",
+                    source=SOURCE,
+                )
+                for _ in keys
             ]
         age = dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(synced)
         try:

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.errors import LookupFailed
 from kiosk.lookup.base import BackendState, BackendStatus
-from kiosk.lookup.http import HttpLookup
+from kiosk.lookup.http import REJECTED_REASON, HttpLookup
 from kiosk.lookup.offline import OfflineCopy
 from kiosk.lookup.queue import RecheckQueue
 
@@ -59,9 +59,13 @@ class ResilientLookup:
         self._note_online(answers, missing)
         if not missing:
             return answers
-        if self.offline is not None:
-            fallback = _offline_answers(self.offline, [keys[i] for i in missing])
-            for index, answer in zip(missing, fallback, strict=True):
+        # A service that rejects this kiosk's key has revoked its access, and
+        # a kiosk with a bad key must be fixed, not run on its offline copy.
+        fallback_to = [i for i in missing if not _rejected(answers[i])]
+        if self.offline is not None and fallback_to:
+            missing_keys = [keys[i] for i in fallback_to]
+            fallback = _offline_answers(self.offline, missing_keys)
+            for index, answer in zip(fallback_to, fallback, strict=True):
                 if answer.result is not Result.UNKNOWN:
                     answers[index] = answer
                 else:
@@ -143,6 +147,9 @@ class ResilientLookup:
             return BackendStatus(
                 online.state, online.data_version, online.description, age, queued
             )
+        if online.description.startswith(REJECTED_REASON):
+            # Lookups do not fall back to the offline copy in this state.
+            return BackendStatus(online.state, None, online.description, None, queued)
         if self.offline is not None:
             copy = self.offline.status()
             description = f"{online.description}; {copy.description}"
@@ -160,6 +167,10 @@ class ResilientLookup:
             self.offline.close()
         if self.queue is not None:
             self.queue.close()
+
+
+def _rejected(answer: LookupAnswer) -> bool:
+    return answer.reason is not None and answer.reason.startswith(REJECTED_REASON)
 
 
 def _join_reasons(online: LookupAnswer, offline: LookupAnswer) -> LookupAnswer:
