@@ -354,14 +354,42 @@ def _with_tesseract(reading: _Reading, timings: dict[str, float]) -> ReadResult 
     return result
 
 
+def _merge_twins(alternatives: Alternatives) -> Alternatives:
+    """Give O's probability to 0 in digit fields and 0's to O in letter fields.
+
+    The network tells OCR-B's O from 0 by width alone, which printers do not
+    keep, so the field's alphabet decides wherever it allows only one.
+    """
+    read = ["".join(c[0][0] for c in line) for line in alternatives]
+    try:
+        classes = LAYOUTS[detect_format(read)].char_classes()
+    except MRZError:
+        return alternatives
+    merged: Alternatives = []
+    for ln, line in enumerate(alternatives):
+        row = []
+        for pos, cands in enumerate(line):
+            allowed = ALLOWED[classes[ln][pos]] if pos < len(classes[ln]) else set()
+            probs: dict[str, float] = {}
+            for char, p in cands:
+                twin = _TWINS.get(char)
+                if char not in allowed and twin is not None and twin in allowed:
+                    char = twin
+                probs[char] = probs.get(char, 0.0) + p
+            row.append(sorted(probs.items(), key=lambda item: -item[1]))
+        merged.append(row)
+    return merged
+
+
 def _finish(
     best: _Reading, alternatives: Alternatives, timings: dict[str, float]
 ) -> ReadResult:
     """Repair a reading and decide whether it can be trusted."""
     result = ReadResult(timings=timings)
     _fill_reading(result, best)
-    result.alternatives = alternatives
     result.lines = tuple("".join(c[0][0] for c in line) for line in alternatives)
+    alternatives = _merge_twins(alternatives)
+    result.alternatives = alternatives
     outcome = repair(result.alternatives)
     result.repair = outcome
     result.report = outcome.report

@@ -312,12 +312,14 @@ def _refine_with_components(span: LineSpan, geometry: LineGeometry) -> LineGeome
     if len(centres) < max(8, geometry.count // 4):
         return geometry
 
-    xs_all = centres
-    # Perspective makes the pitch drift along the line: refit a quadratic
-    # from the linear first guess, tightening the assignment window.
-    coeffs = np.array([geometry.pitch, geometry.x0])
+    xs_all = np.sort(centres)
     pitch = geometry.pitch
-    for tolerance in (0.45, 0.35, 0.25):
+    # Perspective makes the pitch drift along the line, so a straight grid
+    # from the line's ends can be half a pitch off in the middle. Walking
+    # from glyph to glyph with the local pitch keeps the count right, and a
+    # quadratic through the walk is the first guess.
+    coeffs = _walk_grid(xs_all, geometry)
+    for tolerance in (0.35, 0.3, 0.25):
         grid = np.polyval(coeffs, np.arange(geometry.count))
         nearest = np.abs(xs_all[:, None] - grid[None, :]).argmin(axis=1)
         error = np.abs(xs_all - grid[nearest])
@@ -339,3 +341,25 @@ def _refine_with_components(span: LineSpan, geometry: LineGeometry) -> LineGeome
     return LineGeometry(
         x0, new_pitch, y0, geometry.slope, geometry.cap, geometry.count, curve
     )
+
+
+def _walk_grid(
+    centres: npt.NDArray[np.float64], geometry: LineGeometry
+) -> npt.NDArray[np.float64]:
+    """Index sorted glyph centres by stepping from neighbour to neighbour and
+    return polynomial coefficients of x over glyph index (highest first)."""
+    straight = np.array([geometry.pitch, geometry.x0])
+    local = geometry.pitch
+    index = [round((centres[0] - geometry.x0) / local)]
+    for k in range(1, len(centres)):
+        gap = centres[k] - centres[k - 1]
+        steps = max(round(gap / local), 1)
+        index.append(index[-1] + steps)
+        if steps == 1 and 0.7 * local < gap < 1.3 * local:
+            local = 0.7 * local + 0.3 * gap
+    ii = np.array(index, np.float64)
+    if ii.min() < -1 or ii.max() > geometry.count:
+        return straight
+    degree = 2 if len(centres) >= geometry.count // 2 else 1
+    coeffs: npt.NDArray[np.float64] = np.polyfit(ii, centres, degree)
+    return coeffs
