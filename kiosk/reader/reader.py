@@ -357,7 +357,7 @@ def _with_tesseract(reading: _Reading, timings: dict[str, float]) -> ReadResult 
 def _merge_twins(alternatives: Alternatives) -> Alternatives:
     """Give O's probability to 0 in digit fields and 0's to O in letter fields.
 
-    The network tells OCR-B's O from 0 by width alone, which printers do not
+    The network distinguishes OCR-B's O from 0 by width alone, which printers do not
     keep, so the field's alphabet decides wherever it allows only one.
     """
     read = ["".join(c[0][0] for c in line) for line in alternatives]
@@ -530,6 +530,7 @@ def _read_band(
             spans = find_lines(image.ink)
     if len(spans) < 2:
         return []
+
     # Print above the MRZ or the document's edge below it may be in the band
     # too, so every run of consecutive lines is a candidate.
     options: list[tuple[list[LineSpan], int]] = []
@@ -542,6 +543,7 @@ def _read_band(
                     notes.add(REJECT_CUT_OFF)
                 for count in plausible_counts(merged[0], counts):
                     options.append((merged, count))
+
     readings = [_classify(band, turn, image, chosen, n) for chosen, n in options]
     readings.sort(key=lambda r: -r.score)
     return readings
