@@ -63,12 +63,12 @@ _REF_INNER = r"[^\x00-\x1f\x7f]"
 _FAST_ROW_RE = re.compile(
     _FAST_SEP.join(
         (
-            r"([A-Z<]{3})",
+            r"([A-Z]{3}|D<<)",
             r"([A-Z]{1,2})",
             r"([A-Z0-9]{1,30})",
             "(" + "|".join(sorted(_STATUSES)) + ")",
             f"({_ISO_DATE})",
-            r"([A-Z<]{3})",
+            r"([A-Z]{3}|D<<)",
             rf"({_REF_END}(?:{_REF_INNER}{{0,{_MAX_REFERENCE - 2}}}{_REF_END})?)",
             f"({_ISO_DATE})?",
             f"({_ISO_DATE})?",

@@ -13,9 +13,11 @@ from dataclasses import dataclass, field
 
 from backend.errors import InvalidRecord
 
-# ICAO 9303 state codes are three characters from A-Z and the filler; Germany
-# is issued as "D<<".
+# ICAO 9303 (Part 3) state codes are three letters, with one exception:
+# Germany is issued as "D", written "D<<" in the MRZ. So "D" and "D<<" are
+# accepted, and any other code shorter than three letters is invalid.
 _STATE_RE = re.compile(r"^[A-Z<]{1,3}$")
+_PADDED_STATE_RE = re.compile(r"^(?:[A-Z]{3}|D<<)$")
 _NUMBER_STRIP_RE = re.compile(r"[<\s\-]")
 _NUMBER_RE = re.compile(r"^[A-Z0-9]{1,30}$")
 _TYPE_RE = re.compile(r"^[A-Z<]{1,2}$")
@@ -55,11 +57,13 @@ def normalize_state(state: str) -> str:
     'D<<'
     """
     cleaned = state.strip().upper()
-    if not _STATE_RE.match(cleaned):
+    padded = cleaned.ljust(3, "<")
+    if not _STATE_RE.match(cleaned) or not _PADDED_STATE_RE.match(padded):
         raise InvalidRecord(
-            f"invalid issuing state {cleaned!r}: expected 1 to 3 letters or '<'"
+            f"invalid issuing state {cleaned!r}: expected a three-letter ICAO "
+            "code such as UTO, or D (or D<<) for Germany"
         )
-    return cleaned.ljust(3, "<")
+    return padded
 
 
 def normalize_number(number: str) -> str:
