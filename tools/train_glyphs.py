@@ -290,13 +290,6 @@ def fit_temperature(
     return best_t
 
 
-def logits_from_features(model: GlyphModel, x: FloatArray) -> FloatArray:
-    xs = (x - model.mean) / model.scale
-    hidden = np.maximum(xs @ model.w1 + model.b1, 0.0)
-    out: FloatArray = hidden @ model.w2 + model.b2
-    return out
-
-
 def train_member(args: argparse.Namespace, seed: int) -> GlyphModel:
     """Render fresh data from `seed`, train one network and calibrate it."""
     rng = np.random.default_rng(seed)
@@ -312,7 +305,7 @@ def train_member(args: argparse.Namespace, seed: int) -> GlyphModel:
         time.monotonic() - started,
     )
     model = train(x, y, rng, args.hidden, args.epochs)
-    val_logits = logits_from_features(model, x_val)
+    val_logits = model.logits(x_val)
     accuracy = float((val_logits.argmax(axis=1) == y_val).mean())
     log.info("seed %d: held-out accuracy %.4f", seed, accuracy)
     temperature = fit_temperature(model, val_logits, y_val)

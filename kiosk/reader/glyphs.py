@@ -139,15 +139,17 @@ class GlyphModel:
     b2: FloatArray
     temperature: float
 
-    def logits(self, cells: FloatArray) -> FloatArray:
-        x = (features(cells) - self.mean) / self.scale
+    def logits(self, inputs: FloatArray) -> FloatArray:
+        """Return raw class scores for `features` rows."""
+        x = (inputs - self.mean) / self.scale
         hidden = np.maximum(x @ self.w1 + self.b1, 0.0)
         out: FloatArray = hidden @ self.w2 + self.b2
         return out
 
-    def probabilities(self, cells: FloatArray) -> FloatArray:
-        """Return calibrated class probabilities, shape (n, len(ALPHABET))."""
-        z = self.logits(cells) / self.temperature
+    def probabilities(self, inputs: FloatArray) -> FloatArray:
+        """Return calibrated class probabilities for `features` rows, shape
+        (n, len(ALPHABET))."""
+        z = self.logits(inputs) / self.temperature
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         p: FloatArray = (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
@@ -190,9 +192,10 @@ class GlyphEnsemble:
 
     def probabilities(self, cells: FloatArray) -> FloatArray:
         """Return mean class probabilities, shape (n, len(ALPHABET))."""
-        total = self.members[0].probabilities(cells)
+        inputs = features(cells)
+        total = self.members[0].probabilities(inputs)
         for member in self.members[1:]:
-            total = total + member.probabilities(cells)
+            total = total + member.probabilities(inputs)
         out: FloatArray = (total / len(self.members)).astype(np.float32)
         return out
 
