@@ -324,6 +324,12 @@ class PostgresStore(Store):
     def changes_since(
         self, since: str | None, *, cursor: int = 0, limit: int = 10_000
     ) -> ChangePage:
+        # A snapshot of a damaged table would make offline copies drop
+        # records, so the feed is refused like a lookup.
+        if cursor == 0:
+            self._verify()
+        else:
+            self._refuse_if_damaged()
         try:
             with self._pool.connection() as conn, conn.transaction():
                 conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")

@@ -326,6 +326,9 @@ class SQLiteStore(Store):
     ) -> ChangePage:
         conn = self._reader()
         try:
+            # A snapshot of a damaged table would make offline copies drop
+            # records, so the feed is refused like a lookup.
+            self._ensure_intact(conn, exact=True)
             conn.execute("BEGIN")
             try:
                 return self._changes_since(conn, since, cursor, limit)

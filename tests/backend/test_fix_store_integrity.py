@@ -151,3 +151,12 @@ def test_ready_runs_probe_lookup(store_url: str, tmp_path: Path) -> None:
     assert healthy.status_code == 200
     assert healthy.json()["records"] == COUNT
     assert broken.status_code == 503
+
+
+def test_change_feed_refused_when_damaged(store_url: str, tmp_path: Path) -> None:
+    seed(store_url, tmp_path)
+    run_sql(store_url, "DELETE FROM records WHERE document_number > 'N0000009'")
+
+    with open_store(store_url) as store:
+        with pytest.raises(StoreUnavailable, match="holds 10 records"):
+            store.changes_since(None)
