@@ -35,7 +35,8 @@ def open_client(
     retries included, in seconds. Unless
     `maintain_every_s` is None, a daemon thread syncs the copy and drains the
     queue at that interval (`close()` stops it). Raises LookupFailed when
-    the TLS files cannot be loaded; lookups themselves never raise.
+    the TLS files cannot be loaded or `timeout_s` is not positive; lookups
+    themselves never raise.
     """
     if backend_url is None:
         from kiosk.lookup.embedded import EmbeddedLookup

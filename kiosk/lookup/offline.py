@@ -148,8 +148,19 @@ class OfflineCopy:
     def sync(self, feed: ChangeFeed) -> str:
         """Bring the copy up to the service's version; return that version.
 
-        Raises LookupFailed when the feed fails; the copy keeps its data.
+        Raises LookupFailed when the feed fails or comes from another
+        service than the one the copy is bound to; the copy keeps its data.
         """
+        feed_url = getattr(feed, "base_url", None)
+        if (
+            self.service_url is not None
+            and isinstance(feed_url, str)
+            and feed_url.rstrip("/") != self.service_url
+        ):
+            raise LookupFailed(
+                f"offline copy {self.path} is bound to {self.service_url}, not to "
+                f"{feed_url}; open it with the URL it is synced from"
+            )
         with self._lock:
             since = self.service_version
             first = feed.changes(since)

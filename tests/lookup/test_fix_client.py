@@ -266,3 +266,19 @@ def test_open_client_honours_timeout(drip_server: DripServer, tmp_path: Path) ->
 
     assert answer.result is Result.UNKNOWN
     assert drip_server.connections == 1
+
+
+def test_sync_from_other_service_refused(
+    live_service: LiveService, tmp_path: Path
+) -> None:
+    path = tmp_path / "offline.sqlite3"
+    copy = OfflineCopy(path, service_url=f"http://127.0.0.1:{free_port()}")
+    client = HttpLookup(live_service.url, api_key=API_KEY)
+
+    with pytest.raises(LookupFailed, match="is bound to"):
+        copy.sync(client)
+    answer = copy.lookup(CLEAN_KEY)
+    client.close()
+    copy.close()
+
+    assert answer.result is Result.UNKNOWN
