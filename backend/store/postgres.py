@@ -221,6 +221,9 @@ class PostgresStore(Store):
             raise StoreUnavailable(self._damage)
 
     def _refuse_if_damaged(self) -> None:
+        # NOTE: lookups only see damage found on open, in readiness or by the
+        # change feed, so rows deleted while the service runs are noticed at
+        # the next /ready call, not by the lookups before it.
         if self._damage is None:
             return
         if time.monotonic() - self._damage_checked_at < _DAMAGE_RECHECK_S:

@@ -160,3 +160,24 @@ def test_change_feed_refused_when_damaged(store_url: str, tmp_path: Path) -> Non
     with open_store(store_url) as store:
         with pytest.raises(StoreUnavailable, match="holds 10 records"):
             store.changes_since(None)
+
+
+def test_postgres_estimate_path(
+    pg_schema_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Large stores compare the statistics' estimate first; force that path.
+    monkeypatch.setattr("backend.store.postgres._EXACT_COUNT_LIMIT", 0)
+    seed(pg_schema_url, tmp_path)
+    with open_store(pg_schema_url) as store:
+        store.check()
+        assert store.lookup(UNLISTED).result is Result.NO_HIT
+
+        conninfo, schema = split_schema(pg_schema_url)
+        with psycopg.connect(conninfo, autocommit=True) as pg:
+            pg.execute(f'SET search_path TO "{schema}"')
+            pg.execute("DELETE FROM records")
+            # Statistics reach the shared counters when the session is idle.
+            pg.execute("SELECT pg_stat_force_next_flush()")
+
+        with pytest.raises(StoreUnavailable, match=f"recorded {COUNT}"):
+            store.check()
