@@ -57,7 +57,9 @@ class BackendSection:
     # Lookup service URL; None uses the embedded store.
     url: str | None = None
     api_key: str | None = field(default=None, repr=False)
-    timeout_s: float = field(default=5.0, metadata=_range(0.1, 300))
+    # Limit in seconds for one whole check, retries included; past it the
+    # result is NOT CHECKED and the check is queued.
+    timeout_s: float = field(default=2.0, metadata=_range(0.1, 300))
     # How old the offline copy of the list may be before lookups return UNKNOWN.
     offline_max_age_h: float = field(default=24.0, metadata=_range(0, 24 * 365))
     # Where api_key came from: "file", "env" or None. save_config writes a
