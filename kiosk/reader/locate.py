@@ -198,19 +198,26 @@ def _turn_back(line: TextLine, height: int) -> TextLine:
     return TextLine(line.cy, height - 1 - line.cx, line.length, line.thickness, angle)
 
 
-def find_bands(gray: U8, limit: int = 4) -> list[Band]:
-    """Return up to `limit` candidate MRZ bands, the most promising first."""
+def find_bands(gray: U8, limit: int = 4, sideways: bool = False) -> list[Band]:
+    """Return up to `limit` candidate MRZ bands, the most promising first.
+
+    `sideways` searches for lines running roughly top to bottom instead of
+    left to right.
+    """
     work, scale = _work_image(gray)
     lines: list[TextLine] = []
     for mask in _ink_masks(work):
-        turned = np.asarray(cv2.rotate(mask, cv2.ROTATE_90_CLOCKWISE), np.uint8)
+        if sideways:
+            mask = np.asarray(cv2.rotate(mask, cv2.ROTATE_90_CLOCKWISE), np.uint8)
         # Several closing widths. The narrow one keeps small print apart from
         # its neighbours. The wide ones bridge the gaps between large glyphs,
         # and between the tips of a run of `<` fillers, which are up to a whole
         # pitch apart on the middle rows.
         for gap in (9, 17, 29):
-            lines += _line_blobs(mask, gap)
-            lines += [_turn_back(t, work.shape[0]) for t in _line_blobs(turned, gap)]
+            found = _line_blobs(mask, gap)
+            if sideways:
+                found = [_turn_back(t, work.shape[0]) for t in found]
+            lines += found
     lines = _merge_collinear(lines)
     seeds = sorted(lines, key=lambda t: -t.length)
     bands: list[Band] = []

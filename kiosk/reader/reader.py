@@ -272,21 +272,26 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     gray = to_gray(image)
     timings["prepare"] = time.perf_counter() - started
 
-    mark = time.perf_counter()
-    bands = find_bands(gray, limit=MAX_BANDS + 1)
-    timings["locate"] = time.perf_counter() - mark
-
-    mark = time.perf_counter()
     readings: list[_Reading] = []
     notes: set[str] = set()
-    for band in bands[:MAX_BANDS]:
-        for turn in (0.0, 180.0):
-            readings += _read_band(gray, band, turn, notes)[:2]
+    timings["locate"] = timings["recognise"] = 0.0
+    # Most documents lie roughly upright or upside down, so the search for
+    # sideways lines runs only when no confident reading turned up.
+    for sideways in (False, True):
+        mark = time.perf_counter()
+        bands = find_bands(gray, limit=MAX_BANDS, sideways=sideways)
+        timings["locate"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        for band in bands:
+            for turn in (0.0, 180.0):
+                readings += _read_band(gray, band, turn, notes)[:2]
+            if any(r.score > math.log(0.9) for r in readings):
+                break
+        timings["recognise"] += time.perf_counter() - mark
         if any(r.score > math.log(0.9) for r in readings):
             break
     readings.sort(key=lambda r: -r.score)
     plausible = [r for r in readings if r.score >= math.log(MIN_MEAN_P)]
-    timings["recognise"] = time.perf_counter() - mark
 
     if not plausible:
         rejection = REJECT_CUT_OFF if REJECT_CUT_OFF in notes else REJECT_NOT_FOUND
