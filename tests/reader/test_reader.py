@@ -183,11 +183,17 @@ def test_missing_file_raises_image_error(tmp_path: Path) -> None:
 def test_specimen_photos(shared_specimens: Path) -> None:
     truth = json.loads((shared_specimens / "truth.json").read_text())
     exact = []
+    accepted = []
     for name, entry in sorted(truth.items()):
         result = read_file(shared_specimens / name)
         if list(result.text) == entry["lines"]:
             exact.append(name)
+            if result.ok:
+                accepted.append(name)
         else:
             # A wrong reading must never pass as valid.
             assert not result.ok, f"{name} misread but accepted"
     assert len(exact) >= 19, f"only {len(exact)} of {len(truth)} exact"
+    # One specimen is misprinted and fails its checks as printed; a few more
+    # carry look-alike rivals that the repair rightly reports as ambiguous.
+    assert len(accepted) >= 15, f"only {len(accepted)} of {len(truth)} accepted"
