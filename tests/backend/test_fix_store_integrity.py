@@ -157,9 +157,11 @@ def test_change_feed_refused_when_damaged(store_url: str, tmp_path: Path) -> Non
     seed(store_url, tmp_path)
     run_sql(store_url, "DELETE FROM records WHERE document_number > 'N0000009'")
 
-    with open_store(store_url) as store:
-        with pytest.raises(StoreUnavailable, match="holds 10 records"):
-            store.changes_since(None)
+    with (
+        open_store(store_url) as store,
+        pytest.raises(StoreUnavailable, match="holds 10 records"),
+    ):
+        store.changes_since(None)
 
 
 def test_postgres_estimate_path(
