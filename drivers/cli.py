@@ -106,8 +106,9 @@ def _register_simulator(subparsers: SubParsers) -> None:
         help="play documents as a serial reader on a pseudo-terminal",
         description="Create a pseudo-terminal, print its path, and play documents "
         "on it in one reader protocol, optionally with injected faults. Point a "
-        "serial driver's port at the printed path. Documents are played in a "
-        "loop: clean, then one per fault, each followed by a clean one. "
+        "serial driver's port at the printed path. Documents alternate clean "
+        "and faulty, one fault after another, round again until --count is "
+        "reached. "
         "Documents sent before a driver opens the port are lost, as with a "
         "real reader.",
     )
@@ -135,7 +136,7 @@ def _register_simulator(subparsers: SubParsers) -> None:
         action="append",
         default=[],
         choices=FAULTS,
-        help="fault to inject into one document; repeat for more",
+        help="fault to inject, in every other document; repeat for more",
     )
     sim.add_argument(
         "--interval",

@@ -15,7 +15,7 @@ import select
 import threading
 import time
 import tty
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,13 +71,14 @@ def load_documents(mrz_file: Path | None, images: Sequence[Path]) -> list[Docume
     return list(specimen_documents())
 
 
-def fault_plan(faults: Sequence[str]) -> itertools.chain[str | None]:
-    """Faults per document: clean, first fault, clean, second fault, ..., then clean.
+def fault_plan(faults: Sequence[str]) -> Iterator[str | None]:
+    """Faults per document: clean, first fault, clean, second fault, ..., and
+    round again, so a monitor that connects late still sees every fault.
 
     A clean document after each fault shows that the stream resynchronised."""
-    pairs = [(None, fault) for fault in faults]
-    flat: list[str | None] = [item for pair in pairs for item in pair]
-    return itertools.chain(flat, itertools.repeat(None))
+    if not faults:
+        return itertools.repeat(None)
+    return itertools.cycle([item for fault in faults for item in (None, fault)])
 
 
 class ScannerSimulator:

@@ -235,8 +235,13 @@ def test_fault_plan_alternates_clean() -> None:
         None,
         "partial",
         None,
-        None,
+        "garbage",
     ]
+
+
+def test_fault_plan_without_faults_is_clean() -> None:
+    plan = fault_plan([])
+    assert [next(plan) for _ in range(3)] == [None, None, None]
 
 
 def test_simulator_rejects_unsupported_fault() -> None:
@@ -257,7 +262,7 @@ def test_load_documents(tmp_path: Path) -> None:
 
 def test_simulator_driver_type_plays_specimens() -> None:
     config = SimulatorConfig(
-        name="sim", protocol="cute", faults=["bad-bcc"], interval_s=0.05, count=4
+        name="sim", protocol="cute", faults=["bad-bcc"], interval_s=0.05, count=5
     )
     driver = create_driver(config)
     log = EventLog(driver)
@@ -266,7 +271,8 @@ def test_simulator_driver_type_plays_specimens() -> None:
         log.wait_for(lambda: len(log.mrz()) == 3, what="three clean specimens")
     finally:
         driver.stop()
-    assert log.mrz() == [TD3, TD2, TD3]
+    # Clean and faulty documents alternate: the second and fourth are dropped.
+    assert log.mrz() == [TD3, TD2, TD1]
     assert log.states()[0] is DeviceState.CONNECTED
 
 
