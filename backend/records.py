@@ -24,7 +24,7 @@ _TYPE_RE = re.compile(r"^[A-Z<]{1,2}$")
 # A key already in normalised form, its parts joined by the unit separator
 # (a control character, so it cannot match inside a part). Such a key is
 # taken as it is; any other goes through the three normalisers.
-_NORMAL_KEY_RE = re.compile(r"[A-Z<]{3}\x1f[A-Z]{1,2}\x1f[A-Z0-9]{1,30}")
+_NORMAL_KEY_RE = re.compile(r"(?:[A-Z]{3}|D<<)\x1f[A-Z]{1,2}\x1f[A-Z0-9]{1,30}")
 
 
 class Status(enum.StrEnum):

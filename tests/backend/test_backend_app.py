@@ -16,7 +16,13 @@ from backend.app import ServiceSettings, _batch_body, create_app, hash_api_key
 from backend.audit import AuditLog, load_or_create_key, verify
 from backend.errors import InvalidRecord
 from backend.importer import import_csv
-from backend.records import DocumentKey, Result
+from backend.records import (
+    DocumentKey,
+    Result,
+    normalize_number,
+    normalize_state,
+    normalize_type,
+)
 from backend.store import Store, open_store
 from backend.store.postgres import PostgresStore
 from tests.backend.conftest import PG_URL
@@ -376,6 +382,8 @@ def test_batch_body_is_the_plain_json_encoding(tmp_path: Path) -> None:
         (("UTO", "P", "A\x1fB"), ("UTO", "P", "AB")),
         (("UTO\x1fP", "P", "A"), None),
         (("UT", "P", "١٢"), None),
+        (("AB<", "P", "L898902C3"), None),
+        (("<<<", "P", "L898902C3"), None),
     ],
 )
 def test_key_create_normalises_or_refuses(
@@ -387,3 +395,21 @@ def test_key_create_normalises_or_refuses(
         return
     key = DocumentKey.create(*parts)
     assert (key.issuing_state, key.document_type, key.document_number) == expected
+
+
+@pytest.mark.parametrize("state", ["UTO", "D<<", "D", "AB<", "<<<", "A<B", "uto"])
+def test_key_fast_path_matches_normalisers(state: str) -> None:
+    try:
+        slow: tuple[str, str, str] | None = (
+            normalize_state(state),
+            normalize_type("P"),
+            normalize_number("L898902C3"),
+        )
+    except InvalidRecord:
+        slow = None
+    try:
+        key = DocumentKey.create(state, "P", "L898902C3")
+    except InvalidRecord:
+        assert slow is None
+        return
+    assert (key.issuing_state, key.document_type, key.document_number) == slow
