@@ -343,18 +343,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"kiosk: {exc}", file=sys.stderr)
             return 2
         return result
-    if args.samples and not _tui_available():
-        # Until the terminal app is built, the samples run as a batch scan.
-        args.paths = [SAMPLE_IMAGES]
-        args.json = False
-        return _run_scan(args)
+    # The terminal app is imported only here, so the other commands never
+    # load Textual.
     from kiosk.tui.app import run_app
 
     return run_app(args)
-
-
-def _tui_available() -> bool:
-    return (Path(__file__).parent / "tui" / "app.py").exists()
 
 
 if __name__ == "__main__":

@@ -142,7 +142,7 @@ _NEXT_STEP = (
 
 
 def _with_next_step(reason: str) -> str:
-    """Append what to do next to a reader's reason unless it already says."""
+    """Append what to do next to a reader's reason unless it names a step."""
     if "scan" in reason or "image" in reason:
         return reason
     return f"{reason}: {_NEXT_STEP}"
