@@ -2,8 +2,8 @@
 
 The terminal app, the `kiosk scan` command and the tester tools all call
 these functions, so every way into the kiosk applies the same rules. The
-central rule: a NO_HIT is shown only when the lookup really happened on a
-document number the check digits confirm; every other case is UNKNOWN.
+central rule is that a NO_HIT is shown only when the lookup really ran on a
+key the kiosk is sure of. Every other case is UNKNOWN.
 """
 
 from __future__ import annotations
@@ -255,7 +255,7 @@ def _guard_no_hit(answer: LookupAnswer, distrust: str | None) -> LookupAnswer:
     """Turn a NO_HIT on an untrusted reading into UNKNOWN.
 
     A HIT or POSSIBLE on a doubtful reading is still shown, because the
-    officer must see it; a NO_HIT is only trustworthy when the key the lookup
+    officer must see it. A NO_HIT is trustworthy only when the key the lookup
     used is certain.
     """
     if answer.result is not Result.NO_HIT or distrust is None:

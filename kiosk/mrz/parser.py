@@ -62,7 +62,7 @@ def normalize_lines(lines: Sequence[str]) -> list[str]:
             else:
                 reason = f"the character {char!r}"
             raise MRZError(
-                f"invalid MRZ: line {line_no} position {pos} holds {reason}; "
+                f"invalid MRZ: line {line_no} position {pos} contains {reason}; "
                 "only A-Z, 0-9 and '<' are allowed. Rescan the document or "
                 "correct the line."
             )

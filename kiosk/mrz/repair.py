@@ -5,7 +5,7 @@ probabilities. Repair keeps each position inside its field's alphabet,
 tries the plausible alternatives at uncertain positions, and keeps only
 readings whose check digits pass. When two different readings pass and
 the second is not much less likely than the first, the result is AMBIGUOUS:
-the kiosk asks for a rescan instead of guessing.
+the kiosk requests a rescan instead of guessing.
 
 Some confusions leave every check digit intact, because the 7-3-1 weights
 times the difference of the two characters' values is a multiple of 10:
@@ -122,9 +122,9 @@ def _constrain(
     in when none of them fits.
 
     Outside the check digits' reach, a character the recogniser is sure of
-    stays as printed even when the field's grammar forbids it (a nationality
-    printed as `132`): mapping it to a letter would invent a value that no
-    check can confirm, so the parser reports the printed one instead.
+    stays as printed even when the field's grammar forbids it, such as a
+    nationality printed as `132`. Mapping it to a letter would invent a value
+    that no check can confirm, so the parser reports the printed one instead.
     """
     allowed = ALLOWED[char_class]
     sure_outsider = (
