@@ -209,6 +209,10 @@ def _finish(
 
     answer = client.lookup(key)
     if answer.result is Result.NO_HIT:
+        # NOTE: a second request, on most checks. Sending the look-alikes with
+        # the key in one request would also queue each of them for a re-check
+        # whenever the service is down, so they are asked for only after a
+        # NO_HIT.
         variants = lookalike_keys(report, state_candidates)
         answer = _check_lookalikes(answer, variants, client)
     answer = _guard_no_hit(answer, _distrust_reason(outcome, report, reader_doubt))
