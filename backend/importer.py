@@ -13,11 +13,18 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import json
 import logging
+import marshal
+import os
 import re
-from collections.abc import Callable, Iterator
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from backend.errors import ImportFailed, InvalidRecord
 from backend.records import (
@@ -28,6 +35,7 @@ from backend.records import (
     normalize_type,
 )
 from backend.store.base import Change, ImportResult, Row, Store
+from backend.store.bulk import LineRow, RowBatches, encode_copy_row
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +99,14 @@ ReadProgress = Callable[[int, int, int], None]
 # lines at 100 (--max-rejected).
 DEFAULT_MAX_REJECTED_SHARE = 0.01
 DEFAULT_MAX_SHRINK = 0.10
+
+# A full import of a file at least this large is parsed in a child process
+# while the store loads the rows parsed so far. Starting the child (a new
+# interpreter) takes about 0.2 s, roughly the time one core needs to parse
+# 4 MiB.
+PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+# Rows per message from the parser process: about 1 MiB of COPY text.
+_BATCH_ROWS = 20_000
 
 
 @dataclass
@@ -391,10 +407,203 @@ class _CsvSource:
             yield line, change
 
 
-# NOTE: parsing and validating each line in Python bounds the import at
-# roughly 250,000-380,000 rows/s on one core for normalised lines (fast path),
-# and the store's insert and index builds come on top (tools/bench_lookup.py).
-# Parsing in a second process, overlapped with the insert, is the next step.
+# Frames on the pipe from the parser process: an 8-byte big-endian length,
+# then a marshal-encoded tuple.
+_FRAME_HEADER = struct.Struct(">Q")
+
+
+def _write_frame(pipe: BinaryIO, message: tuple[Any, ...]) -> None:
+    data = marshal.dumps(message)
+    pipe.write(_FRAME_HEADER.pack(len(data)))
+    pipe.write(data)
+
+
+def _read_exact(pipe: BinaryIO, size: int) -> bytes | None:
+    data = pipe.read(size)
+    if len(data) < size:
+        return None
+    return data
+
+
+def _send_batch(
+    pipe: BinaryIO,
+    form: str,
+    batch: list[tuple[int, Row]],
+    rows_read: int,
+    bytes_read: int,
+) -> None:
+    payload: Any
+    if form == "copy":
+        text = "".join([encode_copy_row(line, row) + "\n" for line, row in batch])
+        payload = text.encode("utf-8")
+    else:
+        payload = [(line, *row) for line, row in batch]
+    _write_frame(pipe, ("rows", payload, len(batch), rows_read, bytes_read))
+    pipe.flush()
+
+
+def _parse_to_pipe(
+    pipe: BinaryIO, path: str, form: str, options: dict[str, Any]
+) -> None:
+    """Parse a full-import file and write its rows to `pipe` in frames.
+
+    `form` is "rows" (lists of (line, *row) tuples) or "copy" (COPY text
+    bytes). The frames are any number of ("rows", payload, row count, rows
+    read, bytes read), then one ("done", rejected lines, rows read) or
+    ("failed", ImportFailed message).
+    """
+    bytes_read = 0
+
+    def track(rows: int, done: int, size: int) -> None:
+        nonlocal bytes_read
+        bytes_read = done
+
+    result: tuple[Any, ...]
+    try:
+        source = _CsvSource(Path(path), delta=False, progress=track, **options)
+        batch: list[tuple[int, Row]] = []
+        for item in source.records():
+            batch.append(item)
+            if len(batch) >= _BATCH_ROWS:
+                _send_batch(pipe, form, batch, source.rows_read, bytes_read)
+                batch = []
+        if batch:
+            _send_batch(pipe, form, batch, source.rows_read, bytes_read)
+        result = ("done", source.rejected, source.rows_read)
+    except ImportFailed as exc:
+        result = ("failed", str(exc))
+    _write_frame(pipe, result)
+    pipe.flush()
+
+
+def parse_worker_main(argv: Sequence[str]) -> int:
+    """Run the parser process: argv is the pipe fd, path, form and options JSON."""
+    fd, path, form, options = int(argv[0]), argv[1], argv[2], json.loads(argv[3])
+    try:
+        with os.fdopen(fd, "wb") as pipe:
+            _parse_to_pipe(pipe, path, form, options)
+    except BrokenPipeError:
+        # The parent is gone (killed, or it stopped reading after an error),
+        # so nobody waits for the rest.
+        return 1
+    return 0
+
+
+class _ChildParsedRows(RowBatches):
+    """Rows of a full import, parsed by a child process while the store loads.
+
+    The child runs `_CsvSource`, so validation, rejected lines and the
+    rejection limits are those of the in-process path. The ImportFailed it
+    reports is raised again here, inside the store's transaction. The child
+    is a fresh interpreter (not a fork), so it inherits no locks from the
+    parent's threads and needs no main-module guard in the caller.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        options: dict[str, Any],
+        progress: ReadProgress | None,
+        size: int,
+    ) -> None:
+        self.path = path
+        self.options = options
+        self.progress = progress
+        self.size = size
+        self.rejected: list[tuple[int, str]] = []
+        self.rows_read = 0
+        self._started = False
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def row_batches(self) -> Iterator[Sequence[LineRow]]:
+        for payload, _ in self._messages("rows"):
+            yield payload
+
+    def copy_chunks(self) -> Iterator[tuple[bytes, int]]:
+        yield from self._messages("copy")
+
+    def _start(self, form: str) -> tuple[subprocess.Popen[bytes], BinaryIO]:
+        if self._started:
+            raise RuntimeError("the rows of an import can be read only once")
+        self._started = True
+        read_fd, write_fd = os.pipe()
+        # The child imports this package from where the parent found it.
+        root = str(Path(__file__).resolve().parent.parent)
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [root, *filter(None, [env.get("PYTHONPATH")])]
+        )
+        code = "import sys; from backend.importer import parse_worker_main; "
+        code += "sys.exit(parse_worker_main(sys.argv[1:]))"
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-c",
+                    code,
+                    str(write_fd),
+                    str(self.path),
+                    form,
+                    json.dumps(self.options),
+                ],
+                pass_fds=(write_fd,),
+                stdin=subprocess.DEVNULL,
+                env=env,
+            )
+        except OSError as exc:
+            os.close(read_fd)
+            raise ImportFailed(
+                f"cannot start the parser process for {self.path}: {exc}"
+            ) from exc
+        finally:
+            os.close(write_fd)
+        self._process = process
+        return process, os.fdopen(read_fd, "rb")
+
+    def _messages(self, form: str) -> Iterator[tuple[Any, int]]:
+        """Start the parser process; yield (payload, row count) per batch."""
+        process, pipe = self._start(form)
+        try:
+            while True:
+                header = _read_exact(pipe, _FRAME_HEADER.size)
+                data = None
+                if header is not None:
+                    data = _read_exact(pipe, _FRAME_HEADER.unpack(header)[0])
+                if data is None:
+                    code = process.wait()
+                    raise ImportFailed(
+                        f"the parser process for {self.path} ended without a "
+                        f"result (exit code {code}); nothing was imported"
+                    )
+                message = marshal.loads(data)
+                kind = message[0]
+                if kind == "rows":
+                    self.rows_read = message[3]
+                    if self.progress is not None:
+                        self.progress(self.rows_read, message[4], self.size)
+                    yield message[1], message[2]
+                elif kind == "done":
+                    self.rejected = [(int(n), str(r)) for n, r in message[1]]
+                    self.rows_read = message[2]
+                    if self.progress is not None:
+                        self.progress(self.rows_read, self.size, self.size)
+                    return
+                else:
+                    raise ImportFailed(str(message[1]))
+        finally:
+            pipe.close()
+            self.close()
+
+    def close(self) -> None:
+        """Stop the parser process if it still runs, and wait for it."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            process.terminate()
+        process.wait()
+
+
 def import_csv(
     store: Store,
     path: Path,
@@ -404,6 +613,7 @@ def import_csv(
     max_rejected: int | None = None,
     max_rejected_share: float | None = DEFAULT_MAX_REJECTED_SHARE,
     max_shrink: float | None = None,
+    parallel: bool | None = None,
 ) -> ImportReport:
     """Import a CSV file into `store` in one transaction.
 
@@ -416,6 +626,10 @@ def import_csv(
     fewer records than the store by more than `max_shrink` of them (None
     turns a limit off). The shrink limit is off by default here because
     tests and tools replace lists on purpose; the CLI turns it on.
+
+    With `parallel` a full import parses the file in a child process, which
+    overlaps parsing with the store's load; None chooses it for files of at
+    least PARALLEL_MIN_BYTES. Delta imports always parse in this process.
     """
     previous = None if delta else store.count()
     source = _CsvSource(
@@ -430,8 +644,24 @@ def import_csv(
     logger.info(
         "importing %s (%s, %d bytes)", path, "delta" if delta else "full", source.size
     )
+    if parallel is None:
+        parallel = source.size >= PARALLEL_MIN_BYTES
     if delta:
         result = store.import_delta(source.changes())
+    elif parallel:
+        options = {
+            "max_rejected": max_rejected,
+            "max_rejected_share": max_rejected_share,
+            "previous_count": previous or 0,
+            "max_shrink": max_shrink,
+        }
+        rows = _ChildParsedRows(path, options, progress, source.size)
+        try:
+            result = store.import_full(rows)
+        finally:
+            rows.close()
+        source.rejected = rows.rejected
+        source.rows_read = rows.rows_read
     else:
         result = store.import_full(source.records())
     rejected = sorted([*source.rejected, *result.rejected])

@@ -36,6 +36,7 @@ from backend.store.base import (
     require_version,
     row_to_record,
 )
+from backend.store.bulk import RowBatches, encode_copy_row
 from backend.store.sqlite import compact_delta_rows
 
 logger = logging.getLogger(__name__)
@@ -551,17 +552,11 @@ def _create_indexes(conn: psycopg.Connection[Any], table: str) -> None:
     )
 
 
-def _copy_escape(value: str | None) -> str:
-    if value is None:
-        return "\\N"
-    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
-        return (
-            value.replace("\\", "\\\\")
-            .replace("\t", "\\t")
-            .replace("\n", "\\n")
-            .replace("\r", "\\r")
-        )
-    return value
+# FREEZE writes the rows already frozen, so neither the first reads (hint
+# bits) nor a later VACUUM (freezing) rewrite every page of the new table.
+# PostgreSQL allows it because records_new was created in the same
+# transaction, and other sessions cannot see that table before the commit.
+_COPY_SQL = f"COPY records_new (id, {_COLS}) FROM STDIN WITH (FREEZE)"
 
 
 def _copy_rows(
@@ -570,26 +565,14 @@ def _copy_rows(
     progress: ProgressCallback | None,
 ) -> int:
     """COPY rows into records_new with their source line as id; return the count."""
+    if isinstance(rows, RowBatches):
+        return _copy_chunks(conn, rows, progress)
     count = 0
     chunk: list[str] = []
     size = 0
-    with conn.cursor().copy(f"COPY records_new (id, {_COLS}) FROM STDIN") as copy:
+    with conn.cursor().copy(_COPY_SQL) as copy:
         for line, row in rows:
-            text = "\t".join(
-                (
-                    str(line),
-                    row[0],
-                    row[1],
-                    row[2],
-                    row[3],
-                    row[4],
-                    row[5],
-                    _copy_escape(row[6]),
-                    _copy_escape(row[7]),
-                    row[8] or "\\N",
-                    row[9] or "\\N",
-                )
-            )
+            text = encode_copy_row(line, row)
             chunk.append(text)
             size += len(text) + 1
             count += 1
@@ -603,6 +586,22 @@ def _copy_rows(
             copy.write("\n".join(chunk) + "\n")
     if progress is not None:
         progress(count)
+    return count
+
+
+def _copy_chunks(
+    conn: psycopg.Connection[Any],
+    rows: RowBatches,
+    progress: ProgressCallback | None,
+) -> int:
+    """COPY the text chunks of a parser process unchanged; return the count."""
+    count = 0
+    with conn.cursor().copy(_COPY_SQL) as copy:
+        for data, rows_in_chunk in rows.copy_chunks():
+            copy.write(data)
+            count += rows_in_chunk
+            if progress is not None:
+                progress(count)
     return count
 
 

@@ -30,6 +30,7 @@ from backend.store.base import (
     require_version,
     row_to_record,
 )
+from backend.store.bulk import RowBatches
 
 logger = logging.getLogger(__name__)
 
@@ -410,10 +411,15 @@ class SQLiteStore(Store):
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DROP TABLE IF EXISTS records_new")
             conn.execute(_RECORDS_TABLE.format(name="records_new"))
-            conn.executemany(
-                f"INSERT INTO records_new (id, {_COLS}) VALUES (?, {_MARKS})",
-                counter.wrap_rows(rows),
-            )
+            insert = f"INSERT INTO records_new (id, {_COLS}) VALUES (?, {_MARKS})"
+            if isinstance(rows, RowBatches):
+                # Batches from the importer's parser process: executemany
+                # takes each list as it comes, while the next is parsed.
+                for batch in rows.row_batches():
+                    conn.executemany(insert, batch)
+                    counter.add(len(batch))
+            else:
+                conn.executemany(insert, counter.wrap_rows(rows))
             counter.finish()
             # The new table replaces the old one inside the same transaction,
             # so readers see either all old or all new records.
@@ -590,6 +596,12 @@ class _Counter:
             if progress is not None and self.count % 50_000 == 0:
                 progress(self.count)
             yield (line, *row)
+
+    def add(self, count: int) -> None:
+        before = self.count
+        self.count += count
+        if self._progress is not None and before // 50_000 != self.count // 50_000:
+            self._progress(self.count)
 
     def finish(self) -> None:
         if self._progress is not None:
