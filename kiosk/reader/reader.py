@@ -80,6 +80,8 @@ WEAK_P = 0.85
 # Readings whose mean top probability is below this are not an MRZ at all.
 MIN_MEAN_P = 0.45
 MAX_BANDS = 3
+# Mean log probability of a reading confident enough to end the search.
+CONFIDENT = math.log(0.9)
 # Readings, best first, that are repaired before giving up.
 MAX_TRIES = 4
 # Share of Tesseract's character in a blended alternative list.
@@ -272,25 +274,32 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     gray = to_gray(image)
     timings["prepare"] = time.perf_counter() - started
 
-    readings: list[_Reading] = []
-    notes: set[str] = set()
-    timings["locate"] = timings["recognise"] = 0.0
-    # Most documents lie roughly upright or upside down, so the search for
-    # sideways lines runs only when no confident reading turned up.
-    for sideways in (False, True):
-        mark = time.perf_counter()
-        bands = find_bands(gray, limit=MAX_BANDS, sideways=sideways)
-        timings["locate"] += time.perf_counter() - mark
-        mark = time.perf_counter()
-        for band in bands:
-            for turn in (0.0, 180.0):
-                readings += _read_band(gray, band, turn, notes)[:2]
-            if any(r.score > math.log(0.9) for r in readings):
-                break
-        timings["recognise"] += time.perf_counter() - mark
-        if any(r.score > math.log(0.9) for r in readings):
-            break
-    readings.sort(key=lambda r: -r.score)
+    # A band read confidently upright is not read upside down as well, which
+    # halves the work for most documents. When the check digits then reject
+    # every reading, the search runs again with both ways round.
+    readings, notes, skipped = _search(gray, timings, thorough=False)
+    result = _read_from(readings, notes, timings, started, last_try=not skipped)
+    if skipped and not result.ok:
+        readings, notes, _ = _search(gray, timings, thorough=True)
+        result = _read_from(readings, notes, timings, started, last_try=True)
+    log.debug(
+        "read done: status %s, %.3f s",
+        result.repair.status if result.repair else None,
+        timings["total"],
+    )
+    return result
+
+
+def _read_from(
+    readings: list[_Reading],
+    notes: set[str],
+    timings: dict[str, float],
+    started: float,
+    *,
+    last_try: bool,
+) -> ReadResult:
+    """Repair the readings, best first, until one can be trusted. On the
+    `last_try`, Tesseract gets its turn when the check digits reject them all."""
     plausible = [r for r in readings if r.score >= math.log(MIN_MEAN_P)]
 
     if not plausible:
@@ -316,17 +325,70 @@ def read_image(image: npt.NDArray[np.generic]) -> ReadResult:
     else:
         result, first = results[0]
         timings["repair"] = time.perf_counter() - mark
-        mark = time.perf_counter()
-        result = _with_tesseract(first, timings) or result
-        timings["tesseract"] = time.perf_counter() - mark
+        if last_try:
+            mark = time.perf_counter()
+            result = _with_tesseract(first, timings) or result
+            timings["tesseract"] = time.perf_counter() - mark
     timings.setdefault("repair", time.perf_counter() - mark)
     timings["total"] = time.perf_counter() - started
-    log.debug(
-        "read done: status %s, %.3f s",
-        result.repair.status if result.repair else None,
-        timings["total"],
-    )
     return result
+
+
+def line_images(
+    image: npt.NDArray[np.generic],
+) -> list[list[npt.NDArray[np.uint8]]]:
+    """The line images Tesseract would get from each plausible reading of a
+    frame, most confident first: one list of line images per reading.
+
+    For building Tesseract training data (tools/train_tesseract.py), so the
+    model learns from the crops this reader makes.
+    """
+    readings, _, _ = _search(to_gray(image), {})
+    out = []
+    for candidate in readings[:MAX_TRIES]:
+        if candidate.score < math.log(MIN_MEAN_P):
+            break
+        flat = _reread_flat(candidate)
+        out.append([tesseract.line_image(flat.image.gray, g) for g in flat.geometries])
+    return out
+
+
+def _search(
+    gray: npt.NDArray[np.uint8], timings: dict[str, float], *, thorough: bool = True
+) -> tuple[list[_Reading], set[str], bool]:
+    """Readings of the candidate bands, most confident first, with the notes
+    (REJECT_CUT_OFF) gathered on the way.
+
+    Unless `thorough`, a band read confidently one way round is not read the
+    other way round; the third value says whether that happened, so a caller
+    whose readings all fail can search again thoroughly.
+    """
+    readings: list[_Reading] = []
+    notes: set[str] = set()
+    skipped = False
+    timings.setdefault("locate", 0.0)
+    timings.setdefault("recognise", 0.0)
+    # Most documents lie roughly upright or upside down, so the search for
+    # sideways lines runs only when no confident reading turned up.
+    for sideways in (False, True):
+        mark = time.perf_counter()
+        bands = find_bands(gray, limit=MAX_BANDS, sideways=sideways)
+        timings["locate"] += time.perf_counter() - mark
+        mark = time.perf_counter()
+        for band in bands:
+            for turn in (0.0, 180.0):
+                found = _read_band(gray, band, turn, notes)[:2]
+                readings += found
+                if not thorough and any(r.score > CONFIDENT for r in found):
+                    skipped = turn == 0.0
+                    break
+            if any(r.score > CONFIDENT for r in readings):
+                break
+        timings["recognise"] += time.perf_counter() - mark
+        if any(r.score > CONFIDENT for r in readings):
+            break
+    readings.sort(key=lambda r: -r.score)
+    return readings, notes, skipped
 
 
 def _with_tesseract(reading: _Reading, timings: dict[str, float]) -> ReadResult | None:
@@ -341,9 +403,10 @@ def _with_tesseract(reading: _Reading, timings: dict[str, float]) -> ReadResult 
         return None
     alternatives = reading.alternatives()
     changed = False
-    for ln, text in enumerate(texts):
-        if text is None or len(text) != len(alternatives[ln]):
+    for ln, line in enumerate(texts):
+        if line is None or len(line.text) != len(alternatives[ln]):
             continue
+        text = line.text
         changed = True
         for pos, char in enumerate(text):
             mixed = {c: p * (1 - TESSERACT_WEIGHT) for c, p in alternatives[ln][pos]}

@@ -1,20 +1,34 @@
-"""Tesseract as the second recogniser, for lines the glyph network misreads.
+"""Tesseract with the project's MRZ model, as the second recogniser.
 
-Each MRZ line is cut from the flattened band, binarised and sent to the
-`tesseract` binary through pytesseract, one line per call (page segmentation
-mode 7) and restricted to the MRZ alphabet. Starting the process costs about
-0.1 s per line, so the reader calls this only when the check digits reject
-every glyph-network reading.
+`tools/train_tesseract.py` trains `tessdata/mrz.traineddata` from the OCR-B
+font, on MRZ lines cut from rendered documents with camera damage by this
+reader's own locating and segmenting code, so the model sees at training time
+the line images it gets here. Nothing is downloaded.
 
-NOTE: with the stock English model this fallback turned none of the rendered
-failures into a correct reading, because it reads `<` as C, K or 6. An
-OCR-B-trained traineddata would make it useful.
+Each MRZ line is cut from the flattened band, scaled to a fixed capital
+height and passed to Tesseract in raw-line mode (page segmentation mode 13),
+restricted to the MRZ alphabet. Two ways to call it:
+
+* `LibraryEngine` loads `libtesseract` through ctypes and keeps the model
+  loaded, one engine per thread: a line takes a few milliseconds;
+* `CommandEngine` runs the `tesseract` program through pytesseract, which
+  starts a process per line (about 0.1 s). It is used where the library
+  cannot be loaded.
+
+`engine()` picks the first that works. Both return the same `LineReading`.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
+import os
 import shutil
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
@@ -25,42 +39,39 @@ from kiosk.reader.glyphs import ALPHABET, LineGeometry
 
 log = logging.getLogger(__name__)
 
-TESSERACT_CONFIG = f"--psm 7 -c tessedit_char_whitelist={ALPHABET}"
+MODEL_DIR = Path(__file__).resolve().parent / "tessdata"
+MODEL_NAME = "mrz"
+# Tesseract's PSM_RAW_LINE: the image is one text line, no layout analysis.
+RAW_LINE = 13
 TIMEOUT_S = 5.0
+# Capital height of the line images, in pixels, at training and at reading.
+LINE_CAP_PX = 32.0
+_LIBRARY_NAMES = ("libtesseract.so.5", "libtesseract.so", "tesseract")
 
 
-def available() -> bool:
-    """True when the tesseract binary is on PATH."""
-    return shutil.which("tesseract") is not None
+@dataclass(frozen=True)
+class LineReading:
+    """Tesseract's text for one line and its mean character confidence (0-1)."""
+
+    text: str
+    confidence: float
 
 
-def read_lines(
-    gray: npt.NDArray[np.uint8], geometries: list[LineGeometry]
-) -> list[str | None]:
-    """Read each line of a flattened band; None where Tesseract read nothing.
+class Engine(Protocol):
+    name: str
 
-    Raises ReaderError when the tesseract binary fails or times out.
-    """
-    import pytesseract
-
-    out: list[str | None] = []
-    for geometry in geometries:
-        strip = _line_image(gray, geometry)
-        try:
-            text = pytesseract.image_to_string(
-                strip, config=TESSERACT_CONFIG, timeout=TIMEOUT_S
-            )
-        except (RuntimeError, pytesseract.TesseractError, OSError) as exc:
-            raise ReaderError(f"tesseract failed on an MRZ line: {exc}") from exc
-        cleaned = "".join(c for c in text.upper() if c in ALPHABET)
-        out.append(cleaned or None)
-    return out
+    def read(self, image: npt.NDArray[np.uint8]) -> LineReading: ...
 
 
-def _line_image(
+def model_path() -> Path:
+    return MODEL_DIR / f"{MODEL_NAME}.traineddata"
+
+
+def line_image(
     gray: npt.NDArray[np.uint8], geometry: LineGeometry
 ) -> npt.NDArray[np.uint8]:
-    """Cut one line with a margin and binarise it, dark text on white."""
+    """Cut one line with a margin, scale it to LINE_CAP_PX capitals and
+    stretch its contrast: dark text on a light ground, grey levels kept."""
     h, w = gray.shape
     x_first = geometry.centre(0)[0]
     x_last = geometry.centre(geometry.count - 1)[0]
@@ -70,13 +81,218 @@ def _line_image(
     y_lo = max(int(y - geometry.cap * 1.1), 0)
     y_hi = min(int(y + geometry.cap * 1.1), h)
     strip = gray[y_lo:y_hi, x_lo:x_hi]
-    # Tesseract misreads small print. 32 px capitals is an estimate of a
-    # comfortable size, not a measured optimum.
-    scale = 32.0 / max(geometry.cap, 1.0)
+    if strip.size == 0:
+        raise ReaderError("the MRZ line lies outside the image")
+    scale = LINE_CAP_PX / max(geometry.cap, 1.0)
     strip = np.asarray(
-        cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC),
-        np.uint8,
+        cv2.resize(strip, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
+        np.float32,
     )
-    _, binary = cv2.threshold(strip, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_OTSU)
-    padded = cv2.copyMakeBorder(binary, 10, 10, 10, 10, cv2.BORDER_CONSTANT, value=255)
-    return np.asarray(padded, np.uint8)
+    lo, hi = np.percentile(strip, (2, 98))
+    stretched = (strip - lo) * (255.0 / max(float(hi - lo), 1.0))
+    out = np.clip(stretched, 0, 255).astype(np.uint8)
+    return np.asarray(
+        cv2.copyMakeBorder(out, 8, 8, 8, 8, cv2.BORDER_REPLICATE), np.uint8
+    )
+
+
+def _clean(text: str) -> str:
+    return "".join(c for c in text.upper() if c in ALPHABET)
+
+
+class LibraryEngine:
+    """libtesseract through its C API, with the model loaded once."""
+
+    name = "libtesseract"
+
+    def __init__(self, library: ctypes.CDLL, datapath: Path, language: str) -> None:
+        self._lib = library
+        self._declare(library)
+        self._api = library.TessBaseAPICreate()
+        if not self._api:
+            raise ReaderError("libtesseract could not create an engine")
+        status = library.TessBaseAPIInit3(
+            self._api, str(datapath).encode(), language.encode()
+        )
+        if status != 0:
+            library.TessBaseAPIDelete(self._api)
+            raise ReaderError(
+                f"libtesseract could not load the {language!r} model from "
+                f"{datapath}: run tools/train_tesseract.py or reinstall the kiosk"
+            )
+        library.TessBaseAPISetPageSegMode(self._api, RAW_LINE)
+        library.TessBaseAPISetVariable(
+            self._api, b"tessedit_char_whitelist", ALPHABET.encode()
+        )
+
+    @staticmethod
+    def _declare(lib: ctypes.CDLL) -> None:
+        p, i, c = ctypes.c_void_p, ctypes.c_int, ctypes.c_char_p
+        lib.TessBaseAPICreate.restype = p
+        lib.TessBaseAPICreate.argtypes = []
+        lib.TessBaseAPIInit3.restype = i
+        lib.TessBaseAPIInit3.argtypes = [p, c, c]
+        lib.TessBaseAPISetPageSegMode.argtypes = [p, i]
+        lib.TessBaseAPISetVariable.restype = i
+        lib.TessBaseAPISetVariable.argtypes = [p, c, c]
+        lib.TessBaseAPISetImage.argtypes = [p, c, i, i, i, i]
+        lib.TessBaseAPIRecognize.restype = i
+        lib.TessBaseAPIRecognize.argtypes = [p, p]
+        lib.TessBaseAPIGetUTF8Text.restype = ctypes.POINTER(ctypes.c_char)
+        lib.TessBaseAPIGetUTF8Text.argtypes = [p]
+        lib.TessBaseAPIAllWordConfidences.restype = ctypes.POINTER(i)
+        lib.TessBaseAPIAllWordConfidences.argtypes = [p]
+        lib.TessDeleteIntArray.argtypes = [ctypes.POINTER(i)]
+        lib.TessDeleteText.argtypes = [ctypes.POINTER(ctypes.c_char)]
+        lib.TessBaseAPIClear.argtypes = [p]
+        lib.TessBaseAPIDelete.argtypes = [p]
+
+    def read(self, image: npt.NDArray[np.uint8]) -> LineReading:
+        lib = self._lib
+        data = np.ascontiguousarray(image, dtype=np.uint8)
+        h, w = data.shape
+        lib.TessBaseAPISetImage(self._api, data.tobytes(), w, h, 1, w)
+        if lib.TessBaseAPIRecognize(self._api, None) != 0:
+            lib.TessBaseAPIClear(self._api)
+            raise ReaderError("libtesseract failed to recognise an MRZ line")
+        raw = lib.TessBaseAPIGetUTF8Text(self._api)
+        try:
+            text = ctypes.cast(raw, ctypes.c_char_p).value or b""
+        finally:
+            lib.TessDeleteText(raw)
+        confidence = self._confidence()
+        lib.TessBaseAPIClear(self._api)
+        return LineReading(_clean(text.decode("utf-8", "replace")), confidence)
+
+    def _confidence(self) -> float:
+        """Mean confidence of the recognised words, 0-1 (0 when none)."""
+        array = self._lib.TessBaseAPIAllWordConfidences(self._api)
+        if not array:
+            return 0.0
+        try:
+            values: list[int] = []
+            while array[len(values)] >= 0:
+                values.append(array[len(values)])
+        finally:
+            self._lib.TessDeleteIntArray(array)
+        return float(np.mean(values)) / 100.0 if values else 0.0
+
+    def close(self) -> None:
+        if self._api:
+            self._lib.TessBaseAPIDelete(self._api)
+            self._api = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class CommandEngine:
+    """The `tesseract` program through pytesseract: one process per line."""
+
+    name = "tesseract-command"
+
+    def __init__(self, datapath: Path, language: str) -> None:
+        if shutil.which("tesseract") is None:
+            raise ReaderError(
+                "the tesseract program is not installed: install the "
+                "tesseract-ocr package (make system-deps)"
+            )
+        self._config = (
+            f'--tessdata-dir "{datapath}" --psm {RAW_LINE} '
+            f"-c tessedit_char_whitelist={ALPHABET}"
+        )
+        self._language = language
+
+    def read(self, image: npt.NDArray[np.uint8]) -> LineReading:
+        import pytesseract
+
+        try:
+            data = pytesseract.image_to_data(
+                image,
+                lang=self._language,
+                config=self._config,
+                timeout=TIMEOUT_S,
+                output_type=pytesseract.Output.DICT,
+            )
+        except (RuntimeError, pytesseract.TesseractError, OSError) as exc:
+            raise ReaderError(f"tesseract failed on an MRZ line: {exc}") from exc
+        words = [
+            (str(t), float(c))
+            for t, c in zip(data["text"], data["conf"], strict=True)
+            if t
+        ]
+        text = _clean("".join(t for t, _ in words))
+        confs = [c for _, c in words if c >= 0]
+        confidence = float(np.mean(confs)) / 100.0 if confs else 0.0
+        return LineReading(text, confidence)
+
+
+_local = threading.local()
+_failed: set[str] = set()
+
+
+def _load_library() -> ctypes.CDLL:
+    # Tesseract's OpenMP threads fight the kiosk's own threads and any
+    # neighbour on a 2-core terminal; one line is too small to split anyway.
+    # OpenMP reads this once, when the library loads.
+    os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+    errors = []
+    names = list(_LIBRARY_NAMES)
+    found = ctypes.util.find_library("tesseract")
+    if found:
+        names.append(found)
+    for name in names:
+        try:
+            return ctypes.CDLL(name)
+        except OSError as exc:
+            errors.append(str(exc))
+    raise ReaderError("libtesseract not found: " + "; ".join(errors))
+
+
+def engine(prefer_library: bool = True) -> Engine:
+    """This thread's Tesseract engine with the MRZ model.
+
+    Raises ReaderError when the model file is missing or no engine starts.
+    """
+    cached: Engine | None = getattr(_local, "engine", None)
+    if cached is not None:
+        return cached
+    if not model_path().is_file():
+        raise ReaderError(
+            f"the Tesseract MRZ model {model_path()} is missing: "
+            "run `python -m tools.train_tesseract` or reinstall the kiosk"
+        )
+    made: Engine | None = None
+    if prefer_library and "library" not in _failed:
+        try:
+            made = LibraryEngine(_load_library(), MODEL_DIR, MODEL_NAME)
+        except ReaderError:
+            _failed.add("library")
+            log.warning("libtesseract unusable; using the tesseract program")
+    if made is None:
+        made = CommandEngine(MODEL_DIR, MODEL_NAME)
+    log.info("tesseract engine started: %s", made.name)
+    _local.engine = made
+    return made
+
+
+def available() -> bool:
+    """True when the MRZ model is present and some engine can run it."""
+    if not model_path().is_file():
+        return False
+    return "library" not in _failed or shutil.which("tesseract") is not None
+
+
+def read_lines(
+    gray: npt.NDArray[np.uint8], geometries: list[LineGeometry]
+) -> list[LineReading | None]:
+    """Read each line of a flattened band; None where Tesseract read nothing.
+
+    Raises ReaderError when no engine runs or one fails.
+    """
+    reader = engine()
+    out: list[LineReading | None] = []
+    for geometry in geometries:
+        reading = reader.read(line_image(gray, geometry))
+        out.append(reading if reading.text else None)
+    return out

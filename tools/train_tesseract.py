@@ -1,0 +1,351 @@
+"""Train the Tesseract MRZ model `kiosk/reader/tessdata/mrz.traineddata`.
+
+    python -m tools.train_tesseract [--documents 600] [--iterations 12000]
+                                    [--work DIR] [--jobs 2]
+
+Stages, each skipped when its output is already in the work directory:
+
+1. lines: render `--documents` invented documents of every format with the
+   benchmark's camera damage (tools/render.py, its own seed, never the
+   benchmark's), find their MRZ with the kiosk's reader and save each line
+   image exactly as the reader would hand it to Tesseract, plus a shifted
+   and rescaled copy, with the true text. Documents whose reading has the
+   wrong shape are skipped.
+2. lstmf: write a box file per line image (every character gets the whole
+   line's box, the usual form for line-level training) and let `tesseract
+   ... lstm.train` turn each into an .lstmf sample.
+3. starter: build the unicharset from the box files and a starter
+   traineddata with `combine_lang_model`.
+4. train: `lstmtraining` from scratch (the stock English model is an
+   integer model and cannot be fine-tuned), 90 % of the lines for training
+   and 10 % for evaluation.
+5. finish: `lstmtraining --stop_training` writes the traineddata, which is
+   copied into the package.
+
+Training on clean font pages alone does not transfer to camera images, so
+every line here comes from a damaged photo. The Debian `tesseract-ocr`
+package provides the training programs and `fonts-ocr-b` the font.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import random
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Final
+
+import cv2
+import numpy as np
+import numpy.typing as npt
+
+from kiosk.reader import tesseract
+
+logger = logging.getLogger(__name__)
+
+TRAIN_SEED: Final = 7100
+# More heavy damage than the benchmark: the model matters most there.
+TRAIN_LEVELS: Final = (("light", 0.2), ("moderate", 0.45), ("heavy", 0.35))
+# A small network: a 37-character alphabet in one font needs little capacity.
+NET_SPEC: Final = "[1,36,0,1 Ct3,3,16 Mp3,3 Lfys48 Lfx96 Lrx96 Lfx128 O1c{size}]"
+PROGRAMS: Final = (
+    "tesseract",
+    "unicharset_extractor",
+    "combine_lang_model",
+    "lstmtraining",
+)
+
+
+class TrainingError(Exception):
+    """A training stage failed; the message names the stage and what to do."""
+
+
+def _run(args: Sequence[str], stage: str) -> str:
+    logger.debug("running %s", " ".join(args))
+    proc = subprocess.run(args, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-5:]
+        raise TrainingError(
+            f"{stage}: {args[0]} exited with {proc.returncode}: " + " | ".join(tail)
+        )
+    return proc.stdout + proc.stderr
+
+
+def _variants(
+    image: npt.NDArray[np.uint8], rng: random.Random
+) -> list[npt.NDArray[np.uint8]]:
+    """The line image and three altered copies: rescaled and recropped, as a
+    less exact segmentation gives, and on top of that blurred, or with less
+    contrast and more noise. Rendering is the slow step, so each rendered
+    line is used four times."""
+    out = [image]
+    for kind in ("crop", "blur", "faint"):
+        scale = rng.uniform(0.8, 1.2)
+        picture = np.asarray(
+            cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA),
+            np.float32,
+        )
+        h, w = picture.shape
+        top, bottom = rng.randint(0, max(h // 8, 1)), rng.randint(0, max(h // 8, 1))
+        left, right = rng.randint(0, 12), rng.randint(0, 12)
+        picture = picture[top : h - bottom, left : w - right]
+        if kind == "blur":
+            sigma = rng.uniform(0.8, 2.0)
+            picture = np.asarray(cv2.GaussianBlur(picture, (0, 0), sigma), np.float32)
+        elif kind == "faint":
+            contrast = rng.uniform(0.25, 0.6)
+            noise = np.random.default_rng(rng.randrange(2**32))
+            spread = noise.normal(0, rng.uniform(3, 12), picture.shape)
+            picture = np.asarray(255 - (255 - picture) * contrast + spread, np.float32)
+        out.append(np.clip(picture, 0, 255).astype(np.uint8))
+    return out
+
+
+def _document_lines(seed: int, index: int, out_dir: str) -> int:
+    """Render one document, save its line images; return how many were saved."""
+    from kiosk.reader.reader import line_images
+    from tools.render import render_set
+
+    case = next(render_set(seed, 1, levels=TRAIN_LEVELS, start=index))
+    truth: list[str] = list(case.truth["lines"])
+    rng = random.Random(f"train-tesseract:{seed}:{index}")
+    saved = 0
+    for reading in line_images(case.image):
+        if len(reading) != len(truth):
+            continue
+        for ln, (image, text) in enumerate(zip(reading, truth, strict=True)):
+            for variant, picture in enumerate(_variants(image, rng)):
+                stem = Path(out_dir) / f"{index:05d}-{ln}-{variant}"
+                cv2.imwrite(f"{stem}.png", picture)
+                Path(f"{stem}.gt.txt").write_text(text + "\n", encoding="utf-8")
+                saved += 1
+        break
+    return saved
+
+
+def make_lines(work: Path, documents: int, jobs: int) -> list[Path]:
+    lines_dir = work / "lines"
+    done = lines_dir / "done.json"
+    if done.is_file():
+        return sorted(lines_dir.glob("*.png"))
+    lines_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        counts = list(
+            pool.map(
+                _document_lines,
+                [TRAIN_SEED] * documents,
+                range(documents),
+                [str(lines_dir)] * documents,
+                chunksize=8,
+            )
+        )
+    skipped = sum(1 for c in counts if c == 0)
+    done.write_text(json.dumps({"documents": documents, "skipped": skipped}) + "\n")
+    logger.info(
+        "line images: %d from %d documents (%d skipped) in %.0f s",
+        sum(counts),
+        documents,
+        skipped,
+        time.monotonic() - started,
+    )
+    return sorted(lines_dir.glob("*.png"))
+
+
+def write_box(png: Path) -> Path:
+    """Write the line-level box file for one line image and its text."""
+    line = png.with_name(png.stem + ".gt.txt").read_text("utf-8").strip()
+    image = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+    if image is None:
+        raise TrainingError(f"lstmf: cannot read {png}; delete the work directory")
+    h, w = image.shape
+    rows = [f"{char} 0 0 {w} {h} 0" for char in line]
+    rows.append(f"\t 0 0 {w} {h} 0")
+    box = png.with_suffix(".box")
+    box.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return box
+
+
+def _lstmf(png_name: str) -> str:
+    png = Path(png_name)
+    write_box(png)
+    out = png.with_suffix("")
+    if not out.with_suffix(".lstmf").is_file():
+        _run(
+            ["tesseract", str(png), str(out), "--psm", "13", "lstm.train"],
+            "lstmf",
+        )
+    return str(out.with_suffix(".lstmf"))
+
+
+def make_lstmf(pngs: list[Path], jobs: int) -> list[Path]:
+    started = time.monotonic()
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        made = [Path(p) for p in pool.map(_lstmf, map(str, pngs), chunksize=32)]
+    present = [p for p in made if p.is_file()]
+    logger.info(
+        "lstmf samples: %d of %d in %.0f s",
+        len(present),
+        len(pngs),
+        time.monotonic() - started,
+    )
+    return present
+
+
+def make_starter(work: Path) -> Path:
+    starter = work / "starter" / "mrz" / "mrz.traineddata"
+    if starter.is_file():
+        return starter
+    boxes = sorted(str(p) for p in (work / "lines").glob("*.box"))
+    unicharset = work / "unicharset"
+    _run(
+        [
+            "unicharset_extractor",
+            "--output_unicharset",
+            str(unicharset),
+            "--norm_mode",
+            "1",
+            *boxes,
+        ],
+        "starter",
+    )
+    script_dir = work / "script"
+    script_dir.mkdir(exist_ok=True)
+    # combine_lang_model insists on a radical table. Latin script has no
+    # radicals, so a table holding only a comment is enough.
+    (script_dir / "radical-stroke.txt").write_text("# no radicals in OCR-B\n")
+    (work / "starter").mkdir(exist_ok=True)
+    _run(
+        [
+            "combine_lang_model",
+            "--input_unicharset",
+            str(unicharset),
+            "--script_dir",
+            str(script_dir),
+            "--output_dir",
+            str(work / "starter"),
+            "--lang",
+            "mrz",
+        ],
+        "starter",
+    )
+    if not starter.is_file():
+        raise TrainingError(f"starter: combine_lang_model wrote no {starter}")
+    return starter
+
+
+def _unicharset_size(work: Path) -> int:
+    first = (work / "unicharset").read_text("utf-8").splitlines()[0]
+    return int(first)
+
+
+def train(work: Path, starter: Path, samples: list[Path], iterations: int) -> Path:
+    rng = random.Random(TRAIN_SEED)
+    shuffled = sorted(samples)
+    rng.shuffle(shuffled)
+    cut = max(len(shuffled) // 10, 1)
+    (work / "eval.list").write_text("".join(f"{p}\n" for p in shuffled[:cut]))
+    (work / "train.list").write_text("".join(f"{p}\n" for p in shuffled[cut:]))
+    checkpoints = work / "checkpoints"
+    checkpoints.mkdir(exist_ok=True)
+    args = [
+        "lstmtraining",
+        "--traineddata",
+        str(starter),
+        "--model_output",
+        str(checkpoints / "mrz"),
+        "--train_listfile",
+        str(work / "train.list"),
+        "--eval_listfile",
+        str(work / "eval.list"),
+        "--max_iterations",
+        str(iterations),
+        "--learning_rate",
+        "0.002",
+        "--target_error_rate",
+        "0.001",
+    ]
+    checkpoint = checkpoints / "mrz_checkpoint"
+    if checkpoint.is_file():
+        args += ["--continue_from", str(checkpoint)]
+    else:
+        args += ["--net_spec", NET_SPEC.format(size=_unicharset_size(work))]
+    started = time.monotonic()
+    output = _run(args, "train")
+    (work / "train.log").write_text(output)
+    logger.info("lstmtraining finished in %.0f s", time.monotonic() - started)
+    return checkpoint
+
+
+def finish(work: Path, starter: Path, checkpoint: Path, target: Path) -> None:
+    model = work / "mrz.traineddata"
+    _run(
+        [
+            "lstmtraining",
+            "--stop_training",
+            "--continue_from",
+            str(checkpoint),
+            "--traineddata",
+            str(starter),
+            "--model_output",
+            str(model),
+        ],
+        "finish",
+    )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(model, target)
+    logger.info("wrote %s (%d bytes)", target, target.stat().st_size)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.train_tesseract",
+        description="Train the Tesseract MRZ model from rendered, damaged documents.",
+    )
+    parser.add_argument("--documents", type=int, default=600)
+    parser.add_argument("--iterations", type=int, default=12000)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=Path("build/train-tesseract"),
+        help="work directory; a later run reuses the stages it finds there",
+    )
+    parser.add_argument("--output", type=Path, default=tesseract.model_path())
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    missing = [p for p in PROGRAMS if shutil.which(p) is None]
+    if missing:
+        print(
+            f"missing programs: {', '.join(missing)}; install tesseract-ocr "
+            "and fonts-ocr-b (make system-deps)",
+            file=sys.stderr,
+        )
+        return 2
+    work: Path = args.work
+    work.mkdir(parents=True, exist_ok=True)
+    try:
+        pngs = make_lines(work, args.documents, args.jobs)
+        samples = make_lstmf(pngs, args.jobs)
+        starter = make_starter(work)
+        checkpoint = train(work, starter, samples, args.iterations)
+        finish(work, starter, checkpoint, args.output)
+    except TrainingError as exc:
+        print(f"training failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
