@@ -76,7 +76,7 @@ def test_starter_model_is_built_from_the_boxes(tmp_path: Path) -> None:
 def test_missing_programs_stop_before_any_work(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(tt.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     assert tt.main(["--work", str(tmp_path / "w")]) == 2
     assert "lstmtraining" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
