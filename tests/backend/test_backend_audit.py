@@ -163,3 +163,38 @@ def test_kill_during_writes_keeps_acknowledged(tmp_path: Path) -> None:
     report = verify(log, key)
     assert report.ok, report.problems
     assert report.entries >= acknowledged
+
+
+def test_entry_lists_keyed_digests(tmp_path: Path) -> None:
+    log = AuditLog.open(tmp_path / "audit.jsonl")
+    other = DocumentKey.create("D", "P", "C01X00T47")
+    log.record(
+        terminal="T-1",
+        request_id="r1",
+        data_version="1-20240101T000000Z",
+        queries=[(KEY, Result.HIT), (other, Result.NO_HIT)],
+    )
+    log.close()
+    entry = json.loads((tmp_path / "audit.jsonl").read_text())
+    assert entry["queries"] == [
+        [log.digest(KEY), "HIT"],
+        [log.digest(other), "NO_HIT"],
+    ]
+    assert log.digest(KEY) != log.digest(other)
+    assert "L898902C3" not in (tmp_path / "audit.jsonl").read_text()
+
+
+def test_entry_in_earlier_key_order_verifies(tmp_path: Path) -> None:
+    # Lines written before the MAC payload became the line itself had their
+    # keys in insertion order with "mac" last; such logs must still verify.
+    log = tmp_path / "audit.jsonl"
+    key = write_entries(log, 2)
+    reordered = []
+    for line in lines_of(log):
+        entry = json.loads(line)
+        mac = entry.pop("mac")
+        reordered.append(json.dumps({**dict(reversed(entry.items())), "mac": mac}))
+    log.write_text("\n".join(reordered) + "\n")
+    report = verify(log, key)
+    assert report.ok, report.problems
+    assert report.entries == 2
