@@ -12,13 +12,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.app import ServiceSettings, _batch_body, create_app, hash_api_key
+from backend.app import ServiceSettings, create_app, hash_api_key
 from backend.audit import AuditLog, load_or_create_key, verify
 from backend.errors import InvalidRecord
 from backend.importer import import_csv
 from backend.records import (
     DocumentKey,
-    Result,
     normalize_number,
     normalize_state,
     normalize_type,
@@ -342,34 +341,6 @@ def test_change_feed_limit_validated(client: TestClient) -> None:
     response = client.get("/v1/changes", params={"limit": 0}, headers=AUTH)
     assert response.status_code == 422
     assert "limit" in response.json()["error"]
-
-
-def test_batch_body_is_the_plain_json_encoding(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 's.sqlite3'}")
-    seed(store, tmp_path)
-    keys = [
-        DocumentKey.create("UTO", "P", SECRET_NUMBER),
-        DocumentKey.create("UTO", "P", "NOSUCH1"),
-        DocumentKey.create("UTO", "I", "12345"),
-        DocumentKey.create("UTO", "P", "NOSUCH2"),
-    ]
-    answers = store.lookup_many(keys)
-    assert [a.result for a in answers] == [
-        Result.HIT,
-        Result.NO_HIT,
-        Result.POSSIBLE,
-        Result.NO_HIT,
-    ]
-    expected = {
-        "request_id": "req-1",
-        "data_version": answers[0].data_version,
-        "answers": [{**a.to_json(), "request_id": "req-1"} for a in answers],
-    }
-    assert (
-        _batch_body(answers, "req-1")
-        == json.dumps(expected, separators=(",", ":")).encode()
-    )
-    store.close()
 
 
 @pytest.mark.parametrize(
