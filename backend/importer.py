@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
+import itertools
 import json
 import logging
 import marshal
@@ -82,6 +83,29 @@ _FAST_ROW_RE = re.compile(
             f"({_ISO_DATE})?",
         )
     )
+)
+# The same form as one raw CSV line with its line break. The reference
+# also excludes the comma and the double quote, so that csv.reader would
+# split a matching line at its commas exactly; a line with either of them
+# (or any other miss) goes through csv.reader and `parse_record_fields_fast`.
+_RAW_REF_END = r'[^\s\x00-\x1f\x7f,"]'
+_RAW_REF_INNER = r'[^\x00-\x1f\x7f,"]'
+_FAST_LINE_RE = re.compile(
+    ",".join(
+        (
+            r"([A-Z]{3}|D<<)",
+            r"([A-Z]{1,2})",
+            r"([A-Z0-9]{1,30})",
+            "(" + "|".join(sorted(_STATUSES)) + ")",
+            f"({_ISO_DATE})",
+            r"([A-Z]{3}|D<<)",
+            rf"({_RAW_REF_END}(?:{_RAW_REF_INNER}{{0,{_MAX_REFERENCE - 2}}}"
+            rf"{_RAW_REF_END})?)",
+            f"({_ISO_DATE})?",
+            f"({_ISO_DATE})?",
+        )
+    )
+    + r"\r?\n"
 )
 # Dates seen valid so far: a list of millions of records repeats a few
 # thousand dates, and a set lookup is cheaper than parsing each one again.
@@ -214,6 +238,28 @@ def parse_record_fields_fast(fields: list[str]) -> Row:
     )
 
 
+def _row_from_line_match(match: re.Match[str]) -> Row:
+    """Return the row of a line that `_FAST_LINE_RE` matched."""
+    state, doc_type, number, status, reported, country, ref, issued, expires = (
+        match.groups()
+    )
+    if not (_date_ok(reported) and _date_ok(issued) and _date_ok(expires)):
+        # Raises InvalidRecord naming the date; the line has no quotes.
+        return parse_record_fields(match.string.rstrip("\r\n").split(","))
+    return (
+        state,
+        doc_type,
+        number,
+        fold_number(number),
+        status,
+        reported,
+        country,
+        ref,
+        issued,
+        expires,
+    )
+
+
 def parse_change_fields(fields: list[str]) -> Change:
     """Validate a delta line (op first) and return the change."""
     if len(fields) != len(DELTA_HEADER):
@@ -317,31 +363,58 @@ class _CsvSource:
                 "nothing was imported. Fix the file or raise --max-rejected"
             )
 
-    def _lines(self) -> Iterator[tuple[int, list[str]]]:
+    def _lines(
+        self, fast_re: re.Pattern[str] | None = None
+    ) -> Iterator[tuple[int, list[str] | re.Match[str]]]:
+        """Yield (line number, fields) per record, or the match of `fast_re`.
+
+        A physical line that `fast_re` matches whole is yielded as the match,
+        without the csv module. Any other line starts a csv.reader record,
+        which may take more lines when a quoted field spans them.
+        """
         raw, handle = self._open()
         # Each line is held back until the next one is read, because a last
         # line without a newline may be cut short and still parse as valid.
-        pending: tuple[int, list[str]] | None = None
+        pending: tuple[int, list[str] | re.Match[str]] | None = None
+        line_num = 0
+        reader = None
         with handle:
-            reader = csv.reader(handle)
+            lines = iter(handle)
             try:
+                reader = csv.reader(lines)
                 self._check_header(next(reader, None))
-                for fields in reader:
-                    if not fields:
-                        continue
+                line_num = reader.line_num
+                reader = None
+                fullmatch = fast_re.fullmatch if fast_re is not None else None
+                for text in lines:
+                    line_num += 1
+                    item: list[str] | re.Match[str] | None = None
+                    if fullmatch is not None:
+                        item = fullmatch(text)
+                    if item is None:
+                        # The csv module reads only the lines of this record.
+                        reader = csv.reader(itertools.chain((text,), lines))
+                        fields = next(reader, None)
+                        line_num += reader.line_num - 1
+                        reader = None
+                        if not fields:
+                            continue
+                        item = fields
                     self.rows_read += 1
                     if self.progress is not None and self.rows_read % 50_000 == 0:
                         self.progress(self.rows_read, raw.tell(), self.size)
                     if pending is not None:
                         yield pending
-                    pending = (reader.line_num, fields)
+                    pending = (line_num, item)
             except UnicodeDecodeError as exc:
                 raise ImportFailed(
-                    f"{self.path} is not valid UTF-8 after line {reader.line_num}"
+                    f"{self.path} is not valid UTF-8 after line {line_num}"
                 ) from exc
             except csv.Error as exc:
+                if reader is not None:
+                    line_num += reader.line_num - 1
                 raise ImportFailed(
-                    f"{self.path} is not valid CSV at line {reader.line_num}: {exc}"
+                    f"{self.path} is not valid CSV at line {line_num}: {exc}"
                 ) from exc
         if pending is not None:
             if self.ends_with_newline:
@@ -357,9 +430,12 @@ class _CsvSource:
 
     def records(self) -> Iterator[tuple[int, Row]]:
         parse = parse_record_fields_fast
-        for line, fields in self._lines():
+        for line, item in self._lines(_FAST_LINE_RE):
             try:
-                row = parse(fields)
+                if isinstance(item, list):
+                    row = parse(item)
+                else:
+                    row = _row_from_line_match(item)
             except InvalidRecord as exc:
                 self._reject(line, str(exc))
                 continue
@@ -398,6 +474,7 @@ class _CsvSource:
 
     def changes(self) -> Iterator[tuple[int, Change]]:
         for line, fields in self._lines():
+            assert isinstance(fields, list)
             try:
                 change = parse_change_fields(fields)
             except InvalidRecord as exc:

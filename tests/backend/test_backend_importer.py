@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 from pathlib import Path
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from backend.errors import ImportFailed, InvalidRecord
 from backend.importer import (
     _FAST_ROW_RE,
+    _CsvSource,
     import_csv,
     parse_record_fields,
     parse_record_fields_fast,
@@ -175,3 +178,53 @@ def test_fast_parse_matches_full_parse() -> None:
             parse_record_fields, fields
         )
     assert checked == sum(len(v) for v in _FIELD_VARIANTS)
+
+
+def _expected_by_line(path: Path) -> dict[int, object]:
+    """Parse `path` with csv.reader and parse_record_fields, line by line."""
+    expected: dict[int, object] = {}
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.reader(handle)
+        next(reader)
+        for fields in reader:
+            if fields:
+                expected[reader.line_num] = _outcome(parse_record_fields, fields)
+    return expected
+
+
+def test_line_fast_path_matches_csv_path(tmp_path: Path) -> None:
+    # Every field variant on its own line, written by csv.writer (which
+    # quotes the commas), plus quoting, CRLF and line breaks in a field.
+    base = [variants[0] for variants in _FIELD_VARIANTS]
+    lines: list[list[str]] = []
+    for column, variants in enumerate(_FIELD_VARIANTS):
+        for value in variants:
+            fields = list(base)
+            fields[column] = value
+            lines.append(fields)
+    lines.append([*base[:6], 'say "x"', "", ""])
+    lines.append([*base[:6], "two\nlines", "", ""])
+    lines.append([*base[:2], "N2", *base[3:]])
+    path = tmp_path / "variants.csv"
+    text = ",".join(HEADER) + "\n"
+    for index, fields in enumerate(lines):
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\r\n" if index % 2 else "\n").writerow(
+            fields
+        )
+        text += buffer.getvalue()
+    text += "\n"  # an empty line, skipped but counted
+    # Unquoted, so only the csv module's split tells the columns apart.
+    text += "UTO,P,N3,stolen,2024-01-01,UTO,a,b,,\n"
+    text += 'UTO,P,N4,stolen,2024-01-01,UTO,a"b,,\n'
+    text += ",".join(record_line("UTO", "LAST")) + "\n"
+    path.write_text(text, encoding="utf-8", newline="")
+    expected = _expected_by_line(path)
+
+    source = _CsvSource(path, delta=False, progress=None, max_rejected=None)
+    found: dict[int, object] = dict(source.records())
+    found.update({line: ("error", reason) for line, reason in source.rejected})
+
+    assert found == expected
+    assert source.rows_read == len(expected) == len(lines) + 3
+    assert max(found) == text.count("\n")
