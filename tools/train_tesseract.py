@@ -248,7 +248,7 @@ def _unicharset_size(work: Path) -> int:
 
 def train(work: Path, starter: Path, samples: list[Path], iterations: int) -> Path:
     rng = random.Random(TRAIN_SEED)
-    shuffled = sorted(samples)
+    shuffled = sorted(p.resolve() for p in samples)
     rng.shuffle(shuffled)
     cut = max(len(shuffled) // 10, 1)
     (work / "eval.list").write_text("".join(f"{p}\n" for p in shuffled[:cut]))
@@ -278,8 +278,18 @@ def train(work: Path, starter: Path, samples: list[Path], iterations: int) -> Pa
     else:
         args += ["--net_spec", NET_SPEC.format(size=_unicharset_size(work))]
     started = time.monotonic()
-    output = _run(args, "train")
-    (work / "train.log").write_text(output)
+    log_path = work / "train.log"
+    # lstmtraining reports its error rates as it goes; follow them with
+    # `tail -f` on the log.
+    with log_path.open("w", encoding="utf-8") as log_file:
+        code = subprocess.run(
+            args, stdout=log_file, stderr=subprocess.STDOUT
+        ).returncode
+    if code != 0:
+        tail = log_path.read_text("utf-8").strip().splitlines()[-5:]
+        raise TrainingError(
+            f"train: lstmtraining exited with {code}: " + " | ".join(tail)
+        )
     logger.info("lstmtraining finished in %.0f s", time.monotonic() - started)
     return checkpoint
 
