@@ -36,7 +36,7 @@ from collections.abc import (
 )
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -267,6 +267,39 @@ def _request_fingerprint(keys: list[KeyIn], *, batch: bool) -> str:
     )
     digest.update(text.encode())
     return digest.hexdigest()
+
+
+_T = TypeVar("_T")
+
+
+class _LookupThreads:
+    """Threads for lookups that can wait on a database.
+
+    A plain executor instead of Starlette's run_in_threadpool: anyio's
+    hand-off took about 60 µs more CPU per PostgreSQL lookup in a test on
+    the benchmark machine, a tenth of a whole request. The executor starts
+    on first use, so an app whose lifespan ended can start again.
+    """
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    async def run(self, function: Callable[[], _T]) -> _T:
+        with self._lock:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    self._size, thread_name_prefix="lookup"
+                )
+            executor = self._executor
+        return await asyncio.get_running_loop().run_in_executor(executor, function)
+
+    def shutdown(self) -> None:
+        with self._lock:
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=True)
 
 
 class ApiError(Exception):
@@ -536,17 +569,12 @@ def create_app(
     )
     key_cache: dict[str, tuple[str, float]] = {}
     key_lock = threading.Lock()
-    # A plain executor instead of Starlette's run_in_threadpool: anyio's
-    # hand-off took about 60 µs more CPU per PostgreSQL lookup in a test
-    # on the benchmark machine, a tenth of a whole request.
-    lookup_threads = concurrent.futures.ThreadPoolExecutor(
-        LOOKUP_THREADS, thread_name_prefix="lookup"
-    )
+    lookup_threads = _LookupThreads(LOOKUP_THREADS)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
-        lookup_threads.shutdown(wait=True)
+        lookup_threads.shutdown()
         if own_resources:
             store.close()
             audit.close()
@@ -751,9 +779,8 @@ def create_app(
     ) -> Response:
         if single_inline and not batch:
             return respond(request.scope, terminal, keys, batch=False)
-        return await asyncio.get_running_loop().run_in_executor(
-            lookup_threads,
-            functools.partial(respond, request.scope, terminal, keys, batch=batch),
+        return await lookup_threads.run(
+            functools.partial(respond, request.scope, terminal, keys, batch=batch)
         )
 
     async def serve_lookup(scope: Scope, body: bytes, *, batch: bool) -> Response:

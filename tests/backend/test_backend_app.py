@@ -384,3 +384,37 @@ def test_key_fast_path_matches_normalisers(state: str) -> None:
         assert slow is None
         return
     assert (key.issuing_state, key.document_type, key.document_number) == slow
+
+
+def test_routes_under_root_path_match(sqlite_store: Store, tmp_path: Path) -> None:
+    # Under a root path the middleware does not take the lookup POSTs, so
+    # FastAPI's routes answer them; both must give the same answers.
+    seed(sqlite_store, tmp_path)
+    audit = AuditLog.open(tmp_path / "audit.jsonl")
+    app = create_app(sqlite_store, audit=audit)
+    payload = {"keys": [key_json(), key_json("12345"), key_json("X1234567")]}
+    bodies = []
+    for root, prefix in (("", ""), ("/api", "/api")):
+        with TestClient(app, root_path=root) as client:
+            single = client.post(f"{prefix}/v1/lookup", json=key_json(), headers=AUTH)
+            batch = client.post(f"{prefix}/v1/lookup/batch", json=payload, headers=AUTH)
+            malformed = client.post(
+                f"{prefix}/v1/lookup/batch", json={"keys": []}, headers=AUTH
+            )
+        assert single.status_code == 200
+        assert batch.status_code == 200
+        assert malformed.status_code == 422
+        bodies.append(
+            (
+                single.json()["result"],
+                [answer["result"] for answer in batch.json()["answers"]],
+                [answer["records"] for answer in batch.json()["answers"]],
+                malformed.json()["error"],
+            )
+        )
+    assert bodies[0] == bodies[1]
+    assert bodies[0][1] == ["HIT", "POSSIBLE", "NO_HIT"]
+    key = load_or_create_key(tmp_path / "audit.jsonl.key")
+    report = verify(tmp_path / "audit.jsonl", key)
+    assert report.ok, report.problems
+    assert report.entries == 4
