@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import sys
 from pathlib import Path
@@ -98,8 +99,9 @@ def test_parser_crash_keeps_old_data(
     assert store.count() == 1
 
 
-def test_large_file_chooses_parallel(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("load", "expected"), [(0.0, ["rows"]), (64.0, [])])
+def test_default_follows_idle_cpu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load: float, expected: list[str]
 ) -> None:
     from backend.store import open_store
 
@@ -112,11 +114,13 @@ def test_large_file_chooses_parallel(
 
     monkeypatch.setattr(backend.importer._ChildParsedRows, "_start", spy)
     monkeypatch.setattr(backend.importer, "PARALLEL_MIN_BYTES", 1)
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
     path = write_csv(tmp_path / "f.csv", [record_line("UTO", "1")])
     with open_store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
-        import_csv(store, path)
+        report = import_csv(store, path)
 
-    assert calls == ["rows"]
+    assert calls == expected
+    assert report.result.record_count == 1
 
 
 def test_copy_text_escapes_reference() -> None:
