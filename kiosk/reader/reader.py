@@ -84,8 +84,12 @@ MAX_BANDS = 3
 CONFIDENT = math.log(0.9)
 # Readings, best first, that are repaired before giving up.
 MAX_TRIES = 4
-# Share of Tesseract's character in a blended alternative list.
+# Share of Tesseract's character in a blended alternative list (times its
+# confidence): first as the second opinion, then as the lead.
 TESSERACT_WEIGHT = 0.4
+TESSERACT_LEAD_WEIGHT = 0.8
+# A glyph at least this likely may not be contradicted by Tesseract.
+SURE_P = 0.9
 
 REJECT_NOT_FOUND = "MRZ not found"
 REJECT_BLURRED = "MRZ too blurred"
@@ -393,33 +397,77 @@ def _search(
 
 def _with_tesseract(reading: _Reading, timings: dict[str, float]) -> ReadResult | None:
     """Blend Tesseract's reading of each line into the alternatives and repair
-    again; return the result only when that makes the reading trustworthy."""
+    again; return the result only when that makes the reading trustworthy.
+
+    The glyph network leads the first blend. When its grid sits one pitch
+    off, every one of its characters is its neighbour's, so a second blend
+    lets Tesseract, which places characters itself, lead.
+    """
     if not tesseract.available():
         return None
     try:
-        texts = tesseract.read_lines(reading.image.gray, reading.geometries)
+        lines = tesseract.read_lines(reading.image.gray, reading.geometries)
     except ReaderError:
         log.warning("tesseract failed; keeping the glyph reading", exc_info=True)
         return None
-    alternatives = reading.alternatives()
-    changed = False
-    for ln, line in enumerate(texts):
-        if line is None or len(line.text) != len(alternatives[ln]):
+    base = reading.alternatives()
+    usable = [
+        line if line is not None and len(line.chars) == len(base[ln]) else None
+        for ln, line in enumerate(lines)
+    ]
+    if all(line is None for line in usable):
+        return None
+    for weight in (TESSERACT_WEIGHT, TESSERACT_LEAD_WEIGHT):
+        blended = _blend(base, usable, weight)
+        result = _finish(reading, blended, timings)
+        if result.ok and not _overrules(result.text, base):
+            result.recogniser = "glyphs+tesseract"
+            return result
+    return None
+
+
+def _overrules(lines: tuple[str, ...], base: Alternatives) -> bool:
+    """True when a line contradicts a character the glyph network was sure
+    of, however the glyph grid is shifted (by up to one pitch either way).
+
+    Tesseract may decide where the glyph network hesitated, or where its grid
+    sat one pitch off, but two recognisers that disagree on a clear glyph
+    mean a rescan, not a guess.
+    """
+    for text, glyphs in zip(lines, base, strict=True):
+        sure = [cands[0][0] if cands[0][1] >= SURE_P else None for cands in glyphs]
+        n = len(sure)
+        if all(
+            any(
+                0 <= i + shift < n
+                and sure[i + shift] is not None
+                and sure[i + shift] != char
+                for i, char in enumerate(text)
+            )
+            for shift in (0, -1, 1)
+        ):
+            return True
+    return False
+
+
+def _blend(
+    base: Alternatives, lines: list[tesseract.LineReading | None], weight: float
+) -> Alternatives:
+    """Give each of Tesseract's characters up to `weight` of its position's
+    probability, in proportion to its confidence."""
+    out: Alternatives = []
+    for ln, line in enumerate(lines):
+        if line is None:
+            out.append([list(cands) for cands in base[ln]])
             continue
-        text = line.text
-        changed = True
-        for pos, char in enumerate(text):
-            mixed = {c: p * (1 - TESSERACT_WEIGHT) for c, p in alternatives[ln][pos]}
-            mixed[char] = mixed.get(char, 0.0) + TESSERACT_WEIGHT
-            ranked = sorted(mixed.items(), key=lambda item: -item[1])[:TOP_K]
-            alternatives[ln][pos] = ranked
-    if not changed:
-        return None
-    result = _finish(reading, alternatives, timings)
-    if not result.ok:
-        return None
-    result.recogniser = "glyphs+tesseract"
-    return result
+        row = []
+        for pos, (char, conf) in enumerate(line.chars):
+            share = weight * conf
+            mixed = {c: p * (1 - share) for c, p in base[ln][pos]}
+            mixed[char] = mixed.get(char, 0.0) + share
+            row.append(sorted(mixed.items(), key=lambda item: -item[1])[:TOP_K])
+        out.append(row)
+    return out
 
 
 def _merge_twins(alternatives: Alternatives) -> Alternatives:

@@ -7,7 +7,7 @@ the line images it gets here. Nothing is downloaded.
 
 Each MRZ line is cut from the flattened band, scaled to a fixed capital
 height and passed to Tesseract in raw-line mode (page segmentation mode 13),
-restricted to the MRZ alphabet. Two ways to call it:
+whose model knows nothing but the MRZ alphabet. Two ways to call it:
 
 * `LibraryEngine` loads `libtesseract` through ctypes and keeps the model
   loaded, one engine per thread: a line takes a few milliseconds;
@@ -41,8 +41,12 @@ log = logging.getLogger(__name__)
 
 MODEL_DIR = Path(__file__).resolve().parent / "tessdata"
 MODEL_NAME = "mrz"
-# Tesseract's PSM_RAW_LINE: the image is one text line, no layout analysis.
+# Tesseract's PSM_SINGLE_LINE: the image is one text line. Training uses
+# PSM_RAW_LINE (13), which skips layout analysis but gives no confidences.
+SINGLE_LINE = 7
 RAW_LINE = 13
+# Tesseract's RIL_SYMBOL: iterate over characters.
+_SYMBOL = 4
 TIMEOUT_S = 5.0
 # Capital height of the line images, in pixels, at training and at reading.
 LINE_CAP_PX = 32.0
@@ -51,10 +55,20 @@ _LIBRARY_NAMES = ("libtesseract.so.5", "libtesseract.so", "tesseract")
 
 @dataclass(frozen=True)
 class LineReading:
-    """Tesseract's text for one line and its mean character confidence (0-1)."""
+    """Tesseract's characters for one line, each with its confidence (0-1)."""
 
-    text: str
-    confidence: float
+    chars: tuple[tuple[str, float], ...]
+
+    @property
+    def text(self) -> str:
+        return "".join(char for char, _ in self.chars)
+
+    @property
+    def confidence(self) -> float:
+        """Mean character confidence, 0 for an empty line."""
+        if not self.chars:
+            return 0.0
+        return float(np.mean([conf for _, conf in self.chars]))
 
 
 class Engine(Protocol):
@@ -120,10 +134,9 @@ class LibraryEngine:
                 f"libtesseract could not load the {language!r} model from "
                 f"{datapath}: run tools/train_tesseract.py or reinstall the kiosk"
             )
-        library.TessBaseAPISetPageSegMode(self._api, RAW_LINE)
-        library.TessBaseAPISetVariable(
-            self._api, b"tessedit_char_whitelist", ALPHABET.encode()
-        )
+        # The MRZ model knows only the MRZ alphabet, so no character
+        # whitelist: with one, Tesseract reports every confidence as 0.
+        library.TessBaseAPISetPageSegMode(self._api, SINGLE_LINE)
 
     @staticmethod
     def _declare(lib: ctypes.CDLL) -> None:
@@ -138,11 +151,15 @@ class LibraryEngine:
         lib.TessBaseAPISetImage.argtypes = [p, c, i, i, i, i]
         lib.TessBaseAPIRecognize.restype = i
         lib.TessBaseAPIRecognize.argtypes = [p, p]
-        lib.TessBaseAPIGetUTF8Text.restype = ctypes.POINTER(ctypes.c_char)
-        lib.TessBaseAPIGetUTF8Text.argtypes = [p]
-        lib.TessBaseAPIAllWordConfidences.restype = ctypes.POINTER(i)
-        lib.TessBaseAPIAllWordConfidences.argtypes = [p]
-        lib.TessDeleteIntArray.argtypes = [ctypes.POINTER(i)]
+        lib.TessBaseAPIGetIterator.restype = p
+        lib.TessBaseAPIGetIterator.argtypes = [p]
+        lib.TessResultIteratorGetUTF8Text.restype = ctypes.POINTER(ctypes.c_char)
+        lib.TessResultIteratorGetUTF8Text.argtypes = [p, i]
+        lib.TessResultIteratorConfidence.restype = ctypes.c_float
+        lib.TessResultIteratorConfidence.argtypes = [p, i]
+        lib.TessResultIteratorNext.restype = i
+        lib.TessResultIteratorNext.argtypes = [p, i]
+        lib.TessResultIteratorDelete.argtypes = [p]
         lib.TessDeleteText.argtypes = [ctypes.POINTER(ctypes.c_char)]
         lib.TessBaseAPIClear.argtypes = [p]
         lib.TessBaseAPIDelete.argtypes = [p]
@@ -155,27 +172,35 @@ class LibraryEngine:
         if lib.TessBaseAPIRecognize(self._api, None) != 0:
             lib.TessBaseAPIClear(self._api)
             raise ReaderError("libtesseract failed to recognise an MRZ line")
-        raw = lib.TessBaseAPIGetUTF8Text(self._api)
         try:
-            text = ctypes.cast(raw, ctypes.c_char_p).value or b""
+            chars = self._symbols()
         finally:
-            lib.TessDeleteText(raw)
-        confidence = self._confidence()
-        lib.TessBaseAPIClear(self._api)
-        return LineReading(_clean(text.decode("utf-8", "replace")), confidence)
+            lib.TessBaseAPIClear(self._api)
+        return LineReading(chars)
 
-    def _confidence(self) -> float:
-        """Mean confidence of the recognised words, 0-1 (0 when none)."""
-        array = self._lib.TessBaseAPIAllWordConfidences(self._api)
-        if not array:
-            return 0.0
+    def _symbols(self) -> tuple[tuple[str, float], ...]:
+        """The recognised characters in the MRZ alphabet with their confidences."""
+        lib = self._lib
+        iterator = lib.TessBaseAPIGetIterator(self._api)
+        if not iterator:
+            return ()
+        out: list[tuple[str, float]] = []
         try:
-            values: list[int] = []
-            while array[len(values)] >= 0:
-                values.append(array[len(values)])
+            while True:
+                raw = lib.TessResultIteratorGetUTF8Text(iterator, _SYMBOL)
+                if raw:
+                    try:
+                        text = ctypes.cast(raw, ctypes.c_char_p).value or b""
+                    finally:
+                        lib.TessDeleteText(raw)
+                    conf = lib.TessResultIteratorConfidence(iterator, _SYMBOL)
+                    for char in _clean(text.decode("utf-8", "replace")):
+                        out.append((char, min(max(conf / 100.0, 0.0), 1.0)))
+                if not lib.TessResultIteratorNext(iterator, _SYMBOL):
+                    break
         finally:
-            self._lib.TessDeleteIntArray(array)
-        return float(np.mean(values)) / 100.0 if values else 0.0
+            lib.TessResultIteratorDelete(iterator)
+        return tuple(out)
 
     def close(self) -> None:
         if self._api:
@@ -197,10 +222,8 @@ class CommandEngine:
                 "the tesseract program is not installed: install the "
                 "tesseract-ocr package (make system-deps)"
             )
-        self._config = (
-            f'--tessdata-dir "{datapath}" --psm {RAW_LINE} '
-            f"-c tessedit_char_whitelist={ALPHABET}"
-        )
+        self._config = f'--tessdata-dir "{datapath}" --psm {SINGLE_LINE}'
+
         self._language = language
 
     def read(self, image: npt.NDArray[np.uint8]) -> LineReading:
@@ -216,15 +239,13 @@ class CommandEngine:
             )
         except (RuntimeError, pytesseract.TesseractError, OSError) as exc:
             raise ReaderError(f"tesseract failed on an MRZ line: {exc}") from exc
-        words = [
-            (str(t), float(c))
-            for t, c in zip(data["text"], data["conf"], strict=True)
-            if t
-        ]
-        text = _clean("".join(t for t, _ in words))
-        confs = [c for _, c in words if c >= 0]
-        confidence = float(np.mean(confs)) / 100.0 if confs else 0.0
-        return LineReading(text, confidence)
+        # The program reports confidences per word, so each character gets
+        # its word's.
+        chars: list[tuple[str, float]] = []
+        for word, conf in zip(data["text"], data["conf"], strict=True):
+            share = min(max(float(conf) / 100.0, 0.0), 1.0)
+            chars += [(char, share) for char in _clean(str(word))]
+        return LineReading(tuple(chars))
 
 
 _local = threading.local()

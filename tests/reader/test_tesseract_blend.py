@@ -1,0 +1,96 @@
+"""Tesseract as the reader's second recogniser, with its answers faked.
+
+These tests fix what the reader does with Tesseract's lines, whatever model
+is installed: the cases come from the benchmark's rendered set (seed 1).
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from kiosk import mrz
+from kiosk.reader import read_image, tesseract
+from kiosk.reader.glyphs import LineGeometry
+
+
+def _case(index: int) -> tuple[np.ndarray, list[str]]:
+    """Case `index` of the benchmark's rendered set, decoded as the bench does."""
+    from tools.render import encode_case, render_set
+
+    case = next(render_set(1, 1, apply_jpeg=False, start=index))
+    data = np.frombuffer(encode_case(case), np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    assert image is not None
+    return image, list(case.truth["lines"])
+
+
+def _fake_tesseract(
+    monkeypatch: pytest.MonkeyPatch, lines: list[str], conf: float
+) -> list[int]:
+    calls: list[int] = []
+
+    def read_lines(
+        gray: np.ndarray, geometries: list[LineGeometry]
+    ) -> list[tesseract.LineReading | None]:
+        calls.append(len(geometries))
+        return [tesseract.LineReading(tuple((c, conf) for c in t)) for t in lines]
+
+    monkeypatch.setattr(tesseract, "available", lambda: True)
+    monkeypatch.setattr(tesseract, "read_lines", read_lines)
+    return calls
+
+
+def test_tesseract_puts_right_a_grid_one_pitch_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Case 189: the glyph grid of the top line starts one pitch early, so
+    # the glyph network reads "<V<NLD..." and the check digits fail.
+    image, truth = _case(189)
+    monkeypatch.setattr(tesseract, "available", lambda: False)
+    alone = read_image(image)
+    assert not alone.ok and list(alone.lines) != truth
+    calls = _fake_tesseract(monkeypatch, truth, 0.95)
+    helped = read_image(image)
+    assert calls, "Tesseract was not asked"
+    assert helped.ok and list(helped.text) == truth
+    assert helped.recogniser == "glyphs+tesseract"
+
+
+def test_tesseract_misreading_a_check_digit_is_outvoted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The number's last digit misread: the check digit rejects Tesseract's
+    # reading, and the glyph network's passes.
+    image, truth = _case(189)
+    wrong = [truth[0], truth[1].replace("2896068573", "2896068578")]
+    _fake_tesseract(monkeypatch, wrong, 0.99)
+    result = read_image(image)
+    assert result.ok and list(result.text) == truth
+
+
+def test_tesseract_cannot_overrule_a_clear_glyph(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another number whose check digit also passes: the glyph network read
+    # these digits clearly, so the disagreement means a rescan.
+    image, truth = _case(189)
+    number = "289606857"
+    other = "389506857"
+    assert mrz.compute_check_digit(number) == mrz.compute_check_digit(other)
+    wrong = [truth[0], truth[1].replace(number, other)]
+    _fake_tesseract(monkeypatch, wrong, 0.99)
+    result = read_image(image)
+    assert not result.ok
+    assert result.rejection
+
+
+def test_tesseract_is_not_asked_when_the_glyphs_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    image, truth = _case(0)
+    calls = _fake_tesseract(monkeypatch, ["X" * len(t) for t in truth], 0.99)
+    result = read_image(image)
+    assert result.ok and list(result.text) == truth
+    assert not calls
