@@ -80,3 +80,24 @@ def test_missing_programs_stop_before_any_work(
     assert tt.main(["--work", str(tmp_path / "w")]) == 2
     assert "lstmtraining" in capsys.readouterr().err
     assert not (tmp_path / "w").exists()
+
+
+def test_chunks_cut_lines_between_characters(tmp_path: Path) -> None:
+    tt._document_lines(tt.TRAIN_SEED, 1, str(tmp_path))
+    base = sorted(tmp_path.glob("*-0.png"))[0]
+    line = base.with_name(base.stem + ".gt.txt").read_text().strip()
+    saved = tt._line_chunks(str(base))
+    pieces = sorted(tmp_path.glob(f"c{base.stem}-*-0.png"))
+    assert saved == 2 * len(pieces) > 0
+    ordered = sorted(pieces, key=lambda p: int(p.stem.split("-")[-2]))
+    texts = [p.with_name(p.stem + ".gt.txt").read_text().strip() for p in ordered]
+    assert "".join(texts) == line
+    assert all(5 <= len(t) <= 14 for t in texts[:-1])
+    widths = [_width(p) for p in ordered]
+    assert sum(widths) == _width(base)
+
+
+def _width(png: Path) -> int:
+    image = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
+    assert image is not None, png
+    return int(image.shape[1])
