@@ -1,8 +1,8 @@
 """Rows of a full import in bulk form, for stores that can take them so.
 
 The importer may parse a file in a separate process. It then hands the store
-a `RowBatches` object instead of a plain iterable, and the store asks for the
-form it loads fastest: lists of row tuples (SQLite) or PostgreSQL COPY text
+a `RowBatches` object instead of a plain iterable, and the store requests
+the form it loads fastest: lists of row tuples (SQLite) or PostgreSQL COPY text
 (PostgreSQL). Iterating the object still yields (line, row) pairs, so any
 store works with it.
 """
@@ -35,7 +35,7 @@ class RowBatches(abc.ABC):
     def copy_chunks(self) -> Iterator[tuple[bytes, int]]:
         """Yield (COPY text, row count) chunks, UTF-8, whole rows only.
 
-        Each text line holds the source line number and the ten Row fields
+        Each text line contains the source line number and the ten Row fields
         in PostgreSQL's COPY text format, as `encode_copy_rows` writes it.
         """
 

@@ -552,10 +552,10 @@ def _create_indexes(conn: psycopg.Connection[Any], table: str) -> None:
     )
 
 
-# Without FREEZE: on PostgreSQL 15, COPY ... WITH (FREEZE) and one index
-# build over 1 million rows took 6.4 s against 5.4 s without it (best of 3,
-# load 6.5 on 2 vCPUs), although it would spare the first reads setting
-# hint bits.
+# COPY runs without FREEZE. On PostgreSQL 15, COPY ... WITH (FREEZE) plus
+# one index build over 1 million rows took 6.4 s against 5.4 s without it
+# (best of 3, load 6.5 on 2 vCPUs). FREEZE would spare the first reads
+# from setting hint bits.
 _COPY_SQL = f"COPY records_new (id, {_COLS}) FROM STDIN"
 
 
