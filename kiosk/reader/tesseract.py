@@ -121,22 +121,24 @@ class LibraryEngine:
 
     def __init__(self, library: ctypes.CDLL, datapath: Path, language: str) -> None:
         self._lib = library
+        self._api: int | None = None
         self._declare(library)
-        self._api = library.TessBaseAPICreate()
-        if not self._api:
+        api = library.TessBaseAPICreate()
+        if not api:
             raise ReaderError("libtesseract could not create an engine")
         status = library.TessBaseAPIInit3(
-            self._api, str(datapath).encode(), language.encode()
+            api, str(datapath).encode(), language.encode()
         )
         if status != 0:
-            library.TessBaseAPIDelete(self._api)
+            library.TessBaseAPIDelete(api)
             raise ReaderError(
                 f"libtesseract could not load the {language!r} model from "
                 f"{datapath}: run tools/train_tesseract.py or reinstall the kiosk"
             )
         # The MRZ model knows only the MRZ alphabet, so no character
         # whitelist: with one, Tesseract reports every confidence as 0.
-        library.TessBaseAPISetPageSegMode(self._api, SINGLE_LINE)
+        self._api = api
+        library.TessBaseAPISetPageSegMode(api, SINGLE_LINE)
 
     @staticmethod
     def _declare(lib: ctypes.CDLL) -> None:
@@ -166,6 +168,8 @@ class LibraryEngine:
 
     def read(self, image: npt.NDArray[np.uint8]) -> LineReading:
         lib = self._lib
+        if not self._api:
+            raise ReaderError("the Tesseract engine was closed")
         data = np.ascontiguousarray(image, dtype=np.uint8)
         h, w = data.shape
         lib.TessBaseAPISetImage(self._api, data.tobytes(), w, h, 1, w)
