@@ -46,6 +46,18 @@ def test_score_counts_exact_and_rejection() -> None:
     assert score.median() == pytest.approx(0.3)
 
 
+def test_score_counts_readings_accepted_with_tesseract() -> None:
+    score = Score()
+    score.add(Outcome(TRUTH, True, None, 0.1, recogniser="glyphs"), TRUTH, None, TD1)
+    helped = Outcome(TRUTH, True, None, 0.1, recogniser="glyphs+tesseract")
+    score.add(helped, TRUTH, None, TD1)
+    refused = Outcome(None, False, None, 0.1, recogniser="glyphs+tesseract")
+    score.add(refused, TRUTH, None, TD1)
+    assert score.tesseract == 1
+    row = format_table({"kiosk reader": score}, {}).splitlines()[2]
+    assert row.startswith("| kiosk reader | 3 | 66.7 % | 0.0 % | 66.7 % | 1 | 0 |")
+
+
 def test_table_shows_speed_ratio_and_missing_reader() -> None:
     fast, slow = Score(), Score()
     fast.add(Outcome(TRUTH, True, None, 0.1), TRUTH, None, TD1)
