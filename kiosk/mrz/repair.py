@@ -274,6 +274,20 @@ def _search(
         )
 
     passing.sort(key=lambda item: -item[0])
+    # A correction that makes the checks pass but leaves a date that cannot
+    # exist is no reading of the document: the checks passed by chance.
+    # What the recogniser read as printed keeps its errors, for the parser
+    # to report.
+    as_read = ["".join(r) for r in best_lines]
+    passing = [item for item in passing if not _invents_errors(item[1], as_read, today)]
+    if not passing:
+        return RepairOutcome(
+            RepairStatus.FAILED,
+            tuple(as_read),
+            _safe_parse(as_read, today),
+            confidence_base * 0.3,
+            reason="the only readings that pass the check digits hold impossible dates",
+        )
     best_delta, best_text = passing[0]
     rivals = [
         item
@@ -450,6 +464,17 @@ def _change_sets(
         return itertools.chain.from_iterable(per_combo)
 
     return itertools.chain([()], *(sets(k) for k in range(1, max_changes + 1)))
+
+
+def _invents_errors(lines: list[str], read: list[str], today: dt.date | None) -> bool:
+    """True when corrected `lines` parse with a field error (an impossible
+    date). Any error counts, even one the lines as read have too: a reading
+    that needed corrections and still holds an impossible date is more likely
+    a chance pass of the check digits than the document."""
+    if lines == read:
+        return False
+    report = _safe_parse(lines, today)
+    return report is None or bool(report.errors)
 
 
 def _checks_pass(lines: list[str], today: dt.date | None) -> bool:

@@ -89,3 +89,21 @@ def test_wrong_shape_fails() -> None:
     outcome = repair(_sure([TD3[0], TD3[1][:40]]), today=TODAY)
     assert outcome.status is RepairStatus.FAILED
     assert outcome.report is None
+
+
+def test_correction_to_an_impossible_date_fails() -> None:
+    # An MRV-B visa (no composite check) with expiry 30 08 11, check digit 1.
+    lines = [
+        "V<UTOERIKSSON<<ANNA<MARIA<<<<<<<<<<<",
+        "L8988901C4XXX4009078F3008111<<<<<<<<",
+    ]
+    assert repair_text(lines, today=TODAY).status is RepairStatus.EXACT
+    alternatives = _sure(lines)
+    # The day reads 72 where 11 is printed, which fails the expiry check. Of
+    # the offered characters only 4 then passes it, as day 42.
+    alternatives[1][25] = [("7", 0.6), ("4", 0.3)]
+    alternatives[1][26] = [("2", 0.9)]
+    outcome = repair(alternatives, today=TODAY)
+    assert outcome.status is RepairStatus.FAILED
+    assert not outcome.ok
+    assert "impossible dates" in str(outcome.reason)
