@@ -195,14 +195,17 @@ def _finish(
             report.issuing_state, report.document_type, report.document_number
         )
     except InvalidRecord as exc:
-        answer = unknown(str(exc), source="kiosk")
+        # A reading that failed its checks explains the bad key better than
+        # the key's own complaint ("invalid issuing state '<<Y'").
+        message = error or str(exc)
+        answer = unknown(message, source="kiosk")
         return ScanOutcome(
             scan_id,
             source,
             report,
             outcome,
             answer,
-            str(exc),
+            message,
             (time.perf_counter() - started) * 1000,
             reader,
         )

@@ -162,3 +162,16 @@ def test_lookup_failure_of_variants_is_unknown(tmp_path: Path) -> None:
         broken.close()
     assert outcome.lookup.result is Result.UNKNOWN
     assert "look-alike" in str(outcome.lookup.reason)
+
+
+def test_failed_reading_with_a_bad_state_names_the_reading(
+    client: EmbeddedLookup,
+) -> None:
+    # A noise image read as an MRZ: the state is garbage and the checks fail.
+    lines = _passport("UTO", "W3180689")
+    garbage = [lines[0][:2] + "<<Y" + lines[0][5:], lines[1][:9] + "7" + lines[1][10:]]
+    outcome = check_text(garbage, client, today=TODAY)
+    assert outcome.lookup.result is Result.UNKNOWN
+    assert "rescan" in str(outcome.error)
+    assert "issuing state" not in str(outcome.error)
+    assert outcome.lookup.reason == outcome.error
