@@ -1,6 +1,6 @@
 """Train the Tesseract MRZ model `kiosk/reader/tessdata/mrz.traineddata`.
 
-    python -m tools.train_tesseract [--documents 600] [--iterations 12000]
+    python -m tools.train_tesseract [--documents 600] [--iterations 40000]
                                     [--work DIR] [--jobs 2]
 
 Stages, each skipped when its output is already in the work directory:
@@ -19,8 +19,8 @@ Stages, each skipped when its output is already in the work directory:
 4. train: `lstmtraining` from scratch (the stock English model is an
    integer model and cannot be fine-tuned), 90 % of the lines for training
    and 10 % for evaluation.
-5. finish: `lstmtraining --stop_training` writes the traineddata, which is
-   copied into the package.
+5. finish: `lstmtraining --stop_training --convert_to_int` writes the
+   integer traineddata, which is copied into the package.
 
 Training on clean font pages alone does not transfer to camera images, so
 every line here comes from a damaged photo. The Debian `tesseract-ocr`
@@ -361,6 +361,9 @@ def finish(work: Path, starter: Path, checkpoint: Path, target: Path) -> None:
         [
             "lstmtraining",
             "--stop_training",
+            # The integer ("fast") form reads about a quarter faster, at
+            # about the same error on the evaluation lines.
+            "--convert_to_int",
             "--continue_from",
             str(checkpoint),
             "--traineddata",
@@ -381,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train the Tesseract MRZ model from rendered, damaged documents.",
     )
     parser.add_argument("--documents", type=int, default=600)
-    parser.add_argument("--iterations", type=int, default=12000)
+    parser.add_argument("--iterations", type=int, default=40000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument(
         "--work",
