@@ -164,7 +164,7 @@ def test_lookup_failure_of_variants_is_unknown(tmp_path: Path) -> None:
     assert "look-alike" in str(outcome.lookup.reason)
 
 
-def test_failed_reading_with_a_bad_state_names_the_reading(
+def test_bad_state_failed_reading_message(
     client: EmbeddedLookup,
 ) -> None:
     # A noise image read as an MRZ: the state is garbage and the checks fail.

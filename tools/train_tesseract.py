@@ -6,11 +6,12 @@
 Stages, each skipped when its output is already in the work directory:
 
 1. lines: render `--documents` invented documents of every format with the
-   benchmark's camera damage (tools/render.py, its own seed, never the
-   benchmark's), find their MRZ with the kiosk's reader and save each line
-   image exactly as the reader would hand it to Tesseract, plus a shifted
-   and rescaled copy, with the true text. Documents whose reading has the
-   wrong shape are skipped.
+   benchmark's camera damage (tools/render.py), on a seed the benchmark does
+   not use. Find their MRZ with the kiosk's reader and save each line image
+   as the reader passes it to Tesseract, plus three altered copies, with the
+   true text. Documents whose reading has the
+   wrong shape are skipped. Each unaltered line is also cut into pieces of
+   5 to 14 characters, each saved with one altered copy.
 2. lstmf: write a box file per line image (every character gets the whole
    line's box, the usual form for line-level training) and let `tesseract
    ... lstm.train` turn each into an .lstmf sample.
@@ -69,9 +70,11 @@ class TrainingError(Exception):
 
 
 def _environment() -> dict[str, str]:
-    """The programs' environment: one OpenMP thread each. Tesseract's OpenMP
-    threads spin while they wait, and measured here, training ran more than
-    twice as fast with one thread when other work shared the 2 CPUs."""
+    """Return the programs' environment, with one OpenMP thread each.
+
+    Tesseract's OpenMP threads spin while they wait. On the 2-CPU development
+    machine under load, training ran more than twice as fast with one thread.
+    """
     return {**os.environ, "OMP_THREAD_LIMIT": "1"}
 
 
@@ -91,10 +94,12 @@ def _run(args: Sequence[str], stage: str) -> str:
 def _variants(
     image: npt.NDArray[np.uint8], rng: random.Random, *, trim_sides: bool = True
 ) -> list[npt.NDArray[np.uint8]]:
-    """The line image and three altered copies: rescaled and recropped, as a
-    less exact segmentation gives, and on top of that blurred, or with less
-    contrast and more noise. Rendering is the slow step, so each rendered
-    line is used four times."""
+    """Return the line image and three altered copies.
+
+    Each copy is rescaled and recropped, as a less exact segmentation gives,
+    then optionally blurred, or given less contrast and more noise. Rendering
+    is the slow step, so each rendered line is used four times.
+    """
     out = [image]
     for kind in ("crop", "blur", "faint"):
         scale = rng.uniform(0.8, 1.2)
@@ -121,7 +126,7 @@ def _variants(
 
 
 def _document_lines(seed: int, index: int, out_dir: str) -> int:
-    """Render one document, save its line images; return how many were saved."""
+    """Render one document, save its line images and return how many were saved."""
     from kiosk.reader.reader import line_images
     from tools.render import render_set
 
@@ -172,8 +177,8 @@ def make_lines(work: Path, documents: int, jobs: int) -> list[Path]:
 
 
 def _line_chunks(png_name: str) -> int:
-    """Cut one unaltered line image into pieces of 5 to 14 characters and
-    save each piece with one altered copy; return how many were saved.
+    """Cut one unaltered line image into pieces of 5 to 14 characters, save
+    each piece with one altered copy and return how many images were saved.
 
     `line_image` cuts from 1.5 pitches before the first character to 1.5
     after the last and adds 8 px on each side, so the pitch follows from the
@@ -205,9 +210,11 @@ def _line_chunks(png_name: str) -> int:
 
 
 def make_chunks(work: Path, jobs: int) -> list[Path]:
-    """Short pieces of every unaltered line. A network learning from scratch
-    on whole MRZ lines alone stayed at "V<<<<..." for thousands of iterations
-    here: long runs of fillers make it hard to learn where characters are.
+    """Cut every unaltered line into short pieces and return their images.
+
+    Trained from scratch on whole MRZ lines alone, the network read every
+    line as "V<<<<..." for over 4,000 iterations. Long runs of fillers make it
+    hard to learn where characters are.
     """
     lines_dir = work / "lines"
     done = lines_dir / "chunks.json"
@@ -225,7 +232,7 @@ def write_box(png: Path) -> Path:
     line = png.with_name(png.stem + ".gt.txt").read_text("utf-8").strip()
     image = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
     if image is None:
-        raise TrainingError(f"lstmf: cannot read {png}; delete the work directory")
+        raise TrainingError(f"lstmf: cannot read {png}: delete the work directory")
     h, w = image.shape
     rows = [f"{char} 0 0 {w} {h} 0" for char in line]
     rows.append(f"\t 0 0 {w} {h} 0")
@@ -249,8 +256,8 @@ def _lstmf(png_name: str) -> str:
 def make_lstmf(pngs: list[Path], jobs: int) -> list[Path]:
     started = time.monotonic()
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        made = [Path(p) for p in pool.map(_lstmf, map(str, pngs), chunksize=32)]
-    present = [p for p in made if p.is_file()]
+        written = [Path(p) for p in pool.map(_lstmf, map(str, pngs), chunksize=32)]
+    present = [p for p in written if p.is_file()]
     logger.info(
         "lstmf samples: %d of %d in %.0f s",
         len(present),

@@ -469,7 +469,7 @@ def _change_sets(
 def _invents_errors(lines: list[str], read: list[str], today: dt.date | None) -> bool:
     """True when corrected `lines` parse with a field error (an impossible
     date). Any error counts, even one the lines as read have too: a reading
-    that needed corrections and still holds an impossible date is more likely
+    that needed corrections and still contains an impossible date is more likely
     a chance pass of the check digits than the document."""
     if lines == read:
         return False

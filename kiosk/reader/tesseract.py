@@ -10,7 +10,8 @@ height and passed to Tesseract in raw-line mode (page segmentation mode 13),
 whose model knows nothing but the MRZ alphabet. Two ways to call it:
 
 * `LibraryEngine` loads `libtesseract` through ctypes and keeps the model
-  loaded, one engine per thread: a line takes a few milliseconds;
+  loaded, one engine per thread: a line took a median 48 ms on the 2-CPU
+  development machine;
 * `CommandEngine` runs the `tesseract` program through pytesseract, which
   starts a process per line (about 0.1 s). It is used where the library
   cannot be loaded.
@@ -143,8 +144,8 @@ class LibraryEngine:
                 f"libtesseract could not load the {language!r} model from "
                 f"{datapath}: run tools/train_tesseract.py or reinstall the kiosk"
             )
-        # The MRZ model knows only the MRZ alphabet, so no character
-        # whitelist: with one, Tesseract reports every confidence as 0.
+        # The MRZ model contains only the MRZ alphabet, so no whitelist is set.
+        # With one, Tesseract 5.3 reported every confidence as 0.
         self._api = api
         library.TessBaseAPISetPageSegMode(api, RAW_LINE)
 
@@ -191,7 +192,7 @@ class LibraryEngine:
         return LineReading(chars)
 
     def _symbols(self) -> tuple[tuple[str, float], ...]:
-        """The recognised characters in the MRZ alphabet with their confidences."""
+        """Return the recognised MRZ characters with their confidences."""
         lib = self._lib
         iterator = lib.TessBaseAPIGetIterator(self._api)
         if not iterator:
@@ -260,9 +261,9 @@ _failed: set[str] = set()
 
 
 def _load_library() -> ctypes.CDLL:
-    # Tesseract's OpenMP threads fight the kiosk's own threads and any
-    # neighbour on a 2-core terminal; one line is too small to split anyway.
-    # OpenMP reads this once, when the library loads.
+    # Tesseract's OpenMP threads compete with the kiosk's own threads on a
+    # 2-core terminal, and one line is too small to split. OpenMP reads this
+    # once, when the library loads.
     os.environ.setdefault("OMP_THREAD_LIMIT", "1")
     errors = []
     names = list(_LIBRARY_NAMES)
@@ -278,7 +279,7 @@ def _load_library() -> ctypes.CDLL:
 
 
 def engine(prefer_library: bool = True) -> Engine:
-    """This thread's Tesseract engine with the MRZ model.
+    """Return this thread's Tesseract engine with the MRZ model.
 
     Raises ModelError when the model file is missing or unloadable, and
     ReaderError when no engine starts. A model that failed to load is not
@@ -292,7 +293,7 @@ def engine(prefer_library: bool = True) -> Engine:
             f"the Tesseract MRZ model {model_path()} is missing or unreadable: "
             "run `python -m tools.train_tesseract` or reinstall the kiosk"
         )
-    made: Engine | None = None
+    started: Engine | None = None
     if prefer_library and "library" not in _failed:
         try:
             library = _load_library()
@@ -301,17 +302,17 @@ def engine(prefer_library: bool = True) -> Engine:
             log.warning("libtesseract not found; using the tesseract program")
         else:
             try:
-                made = LibraryEngine(library, MODEL_DIR, MODEL_NAME)
+                started = LibraryEngine(library, MODEL_DIR, MODEL_NAME)
             except ModelError:
                 # The program would fail on the same file.
                 _failed.add("model")
                 log.warning("the Tesseract MRZ model does not load; Tesseract is off")
                 raise
-    if made is None:
-        made = CommandEngine(MODEL_DIR, MODEL_NAME)
-    log.info("tesseract engine started: %s", made.name)
-    _local.engine = made
-    return made
+    if started is None:
+        started = CommandEngine(MODEL_DIR, MODEL_NAME)
+    log.info("tesseract engine started: %s", started.name)
+    _local.engine = started
+    return started
 
 
 def available() -> bool:

@@ -41,7 +41,7 @@ def _lines(seed: int, fmt: str) -> tuple[list[np.ndarray], list[str]]:
     return readings[0], list(truth["lines"])
 
 
-def test_model_ships_with_the_package() -> None:
+def test_model_ships_with_package() -> None:
     path = tesseract.model_path()
     assert path.is_file(), f"{path} missing: run python -m tools.train_tesseract"
     assert path.stat().st_size > 10_000
@@ -64,7 +64,7 @@ MAX_EDITS = 2
 
 
 @pytest.mark.parametrize("fmt", ["TD1", "TD3", "MRVB"])
-def test_library_engine_reads_rendered_lines(fmt: str) -> None:
+def test_library_engine_reads_lines(fmt: str) -> None:
     images, truth = _lines(41, fmt)
     engine = tesseract.engine()
     assert engine.name == "libtesseract"
@@ -75,7 +75,7 @@ def test_library_engine_reads_rendered_lines(fmt: str) -> None:
         assert all(0.0 <= conf <= 1.0 for _, conf in reading.chars)
 
 
-def test_command_engine_reads_what_the_library_reads() -> None:
+def test_command_engine_matches_library() -> None:
     images, truth = _lines(42, "TD2")
     command = tesseract.CommandEngine(tesseract.MODEL_DIR, tesseract.MODEL_NAME)
     library = tesseract.engine()
@@ -89,14 +89,14 @@ def test_command_engine_reads_what_the_library_reads() -> None:
         assert by_command.confidence == pytest.approx(tesseract.COMMAND_CONFIDENCE)
 
 
-def test_blank_line_reads_no_letters_or_digits() -> None:
+def test_blank_line_reads_only_fillers() -> None:
     # The model has seen only MRZ lines: on a blank strip it may see fillers,
     # which the reader then ignores because the length is wrong.
     blank = np.full((80, 900), 230, np.uint8)
     assert set(tesseract.engine().read(blank).text) <= {"<"}
 
 
-def test_missing_library_falls_back_to_the_program(
+def test_missing_library_uses_program(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setattr(tesseract, "_LIBRARY_NAMES", ("libno-such-tesseract.so",))
@@ -107,7 +107,7 @@ def test_missing_library_falls_back_to_the_program(
     assert _edits(engine.read(images[1]).text, truth[1]) <= MAX_EDITS
 
 
-def test_missing_model_names_the_file(
+def test_missing_model_names_file(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setattr(tesseract, "MODEL_DIR", tmp_path)
@@ -116,23 +116,24 @@ def test_missing_model_names_the_file(
         tesseract.engine()
 
 
-def test_unloadable_model_is_a_reader_error(tmp_path: Path) -> None:
+def test_unloadable_model_raises(tmp_path: Path) -> None:
     (tmp_path / "mrz.traineddata").write_bytes(b"not a model")
     with pytest.raises(ReaderError, match="could not load"):
         tesseract.LibraryEngine(tesseract._load_library(), tmp_path, "mrz")
 
 
 def test_engines_are_per_thread() -> None:
-    here = tesseract.engine()
-    there: list[tesseract.Engine] = []
-    worker = threading.Thread(target=lambda: there.append(tesseract.engine()))
+    main_engine = tesseract.engine()
+    worker_engines: list[tesseract.Engine] = []
+    worker = threading.Thread(target=lambda: worker_engines.append(tesseract.engine()))
     worker.start()
     worker.join()
-    assert there and there[0] is not here
-    assert tesseract.engine() is here
+    assert len(worker_engines) == 1
+    assert worker_engines[0] is not main_engine
+    assert tesseract.engine() is main_engine
 
 
-def test_line_image_has_the_trained_capital_height() -> None:
+def test_line_image_capital_height() -> None:
     gray = np.full((200, 900), 220, np.uint8)
     geometry = LineGeometry(x0=40, pitch=20, y0=100, slope=0, cap=16, count=40)
     gray[92:108, 30:850] = 30
@@ -140,17 +141,18 @@ def test_line_image_has_the_trained_capital_height() -> None:
     scale = tesseract.LINE_CAP_PX / 16
     assert image.dtype == np.uint8
     assert abs(image.shape[0] - (2 * 17 * scale + 16)) <= 3
-    assert image.min() == 0 and image.max() == 255
+    assert image.min() == 0
+    assert image.max() == 255
 
 
-def test_line_outside_the_image_is_a_reader_error() -> None:
+def test_line_outside_image_raises() -> None:
     gray = np.full((50, 50), 220, np.uint8)
     geometry = LineGeometry(x0=400, pitch=20, y0=300, slope=0, cap=16, count=30)
     with pytest.raises(ReaderError, match="outside"):
         tesseract.line_image(gray, geometry)
 
 
-def test_closed_engine_raises_instead_of_crashing() -> None:
+def test_closed_engine_read_raises() -> None:
     engine = tesseract.LibraryEngine(
         tesseract._load_library(), tesseract.MODEL_DIR, tesseract.MODEL_NAME
     )
@@ -160,7 +162,7 @@ def test_closed_engine_raises_instead_of_crashing() -> None:
         engine.read(np.full((60, 400), 220, np.uint8))
 
 
-def test_corrupt_model_turns_tesseract_off_once(
+def test_corrupt_model_disables_tesseract(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     (tmp_path / "mrz.traineddata").write_bytes(b"not a model")

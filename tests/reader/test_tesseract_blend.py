@@ -1,7 +1,7 @@
-"""Tesseract as the reader's second recogniser, with its answers faked.
+"""Tesseract as the reader's second recogniser, with its output faked.
 
 These tests fix what the reader does with Tesseract's lines, whatever model
-is installed: the cases come from the benchmark's rendered set (seed 1).
+is installed. The cases come from the reading benchmark's rendered set.
 """
 
 from __future__ import annotations
@@ -42,23 +42,25 @@ def _fake_tesseract(
     return calls
 
 
-def test_tesseract_puts_right_a_grid_one_pitch_off(
+def test_tesseract_fixes_shifted_grid(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Case 189: the glyph grid of the top line starts one pitch early, so
+    # In this case the glyph grid of the top line starts one pitch early, so
     # the glyph network reads "<V<NLD..." and the check digits fail.
     image, truth = _case(189)
     monkeypatch.setattr(tesseract, "available", lambda: False)
     alone = read_image(image)
-    assert not alone.ok and list(alone.lines) != truth
+    assert not alone.ok
+    assert list(alone.lines) != truth
     calls = _fake_tesseract(monkeypatch, truth, 0.95)
     helped = read_image(image)
     assert calls, "Tesseract was not asked"
-    assert helped.ok and list(helped.text) == truth
+    assert helped.ok
+    assert list(helped.text) == truth
     assert helped.recogniser == "glyphs+tesseract"
 
 
-def test_tesseract_misreading_a_check_digit_is_outvoted(
+def test_tesseract_check_digit_misread_outvoted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # The number's last digit misread: the check digit rejects Tesseract's
@@ -67,10 +69,11 @@ def test_tesseract_misreading_a_check_digit_is_outvoted(
     wrong = [truth[0], truth[1].replace("2896068573", "2896068578")]
     _fake_tesseract(monkeypatch, wrong, 0.99)
     result = read_image(image)
-    assert result.ok and list(result.text) == truth
+    assert result.ok
+    assert list(result.text) == truth
 
 
-def test_tesseract_cannot_overrule_a_clear_glyph(
+def test_tesseract_cannot_overrule_clear_glyph(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Another number whose check digit also passes: the glyph network read
@@ -86,11 +89,12 @@ def test_tesseract_cannot_overrule_a_clear_glyph(
     assert result.rejection
 
 
-def test_tesseract_is_not_asked_when_the_glyphs_pass(
+def test_tesseract_skipped_when_glyphs_pass(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     image, truth = _case(0)
     calls = _fake_tesseract(monkeypatch, ["X" * len(t) for t in truth], 0.99)
     result = read_image(image)
-    assert result.ok and list(result.text) == truth
+    assert result.ok
+    assert list(result.text) == truth
     assert not calls

@@ -18,7 +18,7 @@ needs_training_tools = pytest.mark.skipif(
 )
 
 
-def test_variants_are_four_altered_copies() -> None:
+def test_variants_four_copies() -> None:
     image = np.full((70, 900), 230, np.uint8)
     image[20:50, 30:870:20] = 20
     variants = tt._variants(image, random.Random(3))
@@ -30,18 +30,19 @@ def test_variants_are_four_altered_copies() -> None:
         assert not np.array_equal(copy[:, : image.shape[1]], image[: copy.shape[0]])
 
 
-def test_document_lines_saves_each_line_with_its_text(tmp_path: Path) -> None:
+def test_document_lines_saved_with_text(tmp_path: Path) -> None:
     saved = tt._document_lines(tt.TRAIN_SEED, 2, str(tmp_path))
     pngs = sorted(tmp_path.glob("*.png"))
     assert saved == len(pngs) > 0
     texts = {p.stem: (p.with_name(p.stem + ".gt.txt")).read_text() for p in pngs}
     lengths = {len(t.strip()) for t in texts.values()}
-    assert lengths <= {30, 36, 44} and len(lengths) == 1
+    assert lengths <= {30, 36, 44}
+    assert len(lengths) == 1
     first = cv2.imread(str(pngs[0]), cv2.IMREAD_GRAYSCALE)
     assert first is not None and first.shape[1] > 10 * first.shape[0]
 
 
-def test_box_gives_every_character_the_line_box(tmp_path: Path) -> None:
+def test_box_uses_line_box(tmp_path: Path) -> None:
     png = tmp_path / "line.png"
     cv2.imwrite(str(png), np.full((60, 500), 200, np.uint8))
     (tmp_path / "line.gt.txt").write_text("P<UTO<<AB12\n")
@@ -51,7 +52,7 @@ def test_box_gives_every_character_the_line_box(tmp_path: Path) -> None:
     assert rows[-1] == "\t 0 0 500 60 0"
 
 
-def test_unreadable_line_image_names_the_file(tmp_path: Path) -> None:
+def test_unreadable_image_names_file(tmp_path: Path) -> None:
     png = tmp_path / "bad.png"
     png.write_bytes(b"not a png")
     (tmp_path / "bad.gt.txt").write_text("ABC\n")
@@ -60,20 +61,21 @@ def test_unreadable_line_image_names_the_file(tmp_path: Path) -> None:
 
 
 @needs_training_tools
-def test_starter_model_is_built_from_the_boxes(tmp_path: Path) -> None:
+def test_starter_built_from_boxes(tmp_path: Path) -> None:
     lines = tmp_path / "lines"
     lines.mkdir()
     tt._document_lines(tt.TRAIN_SEED, 0, str(lines))
     for png in lines.glob("*.png"):
         tt.write_box(png)
     starter = tt.make_starter(tmp_path)
-    assert starter.is_file() and starter.stat().st_size > 1000
+    assert starter.is_file()
+    assert starter.stat().st_size > 1000
     size = tt._unicharset_size(tmp_path)
     # The three special entries plus the characters of one document.
     assert 10 < size <= 3 + 37
 
 
-def test_missing_programs_stop_before_any_work(
+def test_missing_programs_stop_early(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr(shutil, "which", lambda name: None)
@@ -82,7 +84,7 @@ def test_missing_programs_stop_before_any_work(
     assert not (tmp_path / "w").exists()
 
 
-def test_chunks_cut_lines_between_characters(tmp_path: Path) -> None:
+def test_chunks_cut_between_characters(tmp_path: Path) -> None:
     tt._document_lines(tt.TRAIN_SEED, 1, str(tmp_path))
     base = sorted(tmp_path.glob("*-0.png"))[0]
     line = base.with_name(base.stem + ".gt.txt").read_text().strip()
