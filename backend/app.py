@@ -70,7 +70,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BATCH_KEYS = 10_000
 # Threads that run lookups which can wait on a database. PostgresStore's
-# connection pool holds at most 8 connections by default, so more threads
+# connection pool has at most 8 connections by default, so more threads
 # would only wait for one.
 LOOKUP_THREADS = 8
 # 10,000 keys of about 90 bytes each fit well inside 2 MiB.
@@ -784,7 +784,7 @@ def create_app(
         )
 
     async def serve_lookup(scope: Scope, body: bytes, *, batch: bool) -> Response:
-        """Answer a lookup POST that _GuardMiddleware passes on directly.
+        """Serve a lookup POST that _GuardMiddleware passes on directly.
 
         Checks run in FastAPI's order: API key and rate limit, then the body.
         """

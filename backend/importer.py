@@ -226,33 +226,28 @@ def parse_record_fields_fast(fields: list[str]) -> Row:
     match = _FAST_ROW_RE.fullmatch(_FAST_SEP.join(fields))
     if match is None:
         return parse_record_fields(fields)
-    state, doc_type, number, status, reported, country, ref, issued, expires = (
-        match.groups()
-    )
-    if not (_date_ok(reported) and _date_ok(issued) and _date_ok(expires)):
+    row = _row_from_groups(match)
+    if row is None:
         return parse_record_fields(fields)
-    return (
-        state,
-        doc_type,
-        number,
-        fold_number(number),
-        status,
-        reported,
-        country,
-        ref,
-        issued,
-        expires,
-    )
+    return row
 
 
 def _row_from_line_match(match: re.Match[str]) -> Row:
     """Return the row of a line that `_FAST_LINE_RE` matched."""
+    row = _row_from_groups(match)
+    if row is None:
+        # Raises InvalidRecord naming the date. The line has no quotes.
+        return parse_record_fields(match.string.rstrip("\r\n").split(","))
+    return row
+
+
+def _row_from_groups(match: re.Match[str]) -> Row | None:
+    """Return the row of a fast-path match, or None when a date is invalid."""
     state, doc_type, number, status, reported, country, ref, issued, expires = (
         match.groups()
     )
     if not (_date_ok(reported) and _date_ok(issued) and _date_ok(expires)):
-        # Raises InvalidRecord naming the date; the line has no quotes.
-        return parse_record_fields(match.string.rstrip("\r\n").split(","))
+        return None
     return (
         state,
         doc_type,
@@ -720,7 +715,7 @@ def _parse_in_child_by_default(size: int) -> bool:
 
     Only while the 1-minute load average leaves a CPU idle. On the 2-vCPU
     benchmark VM under load 6 to 8, the child made imports of 1 million
-    lines 15-35% slower than parsing in this process: it adds pipe and
+    lines 15-35% slower than parsing in this process. The child adds pipe and
     marshal work, and the two processes wait for each other's time slices.
     NOTE: the gain on an idle machine is an estimate. Under load the
     parent's CPU time fell from 19-22 s to 11-15 s (SQLite, 1 million lines).

@@ -214,7 +214,7 @@ def test_line_fast_path_matches_csv_path(tmp_path: Path) -> None:
         )
         text += buffer.getvalue()
     text += "\n"  # an empty line, skipped but counted
-    # Unquoted, so only the csv module's split tells the columns apart.
+    # Unquoted, so only the csv module's split separates the columns.
     text += "UTO,P,N3,stolen,2024-01-01,UTO,a,b,,\n"
     text += 'UTO,P,N4,stolen,2024-01-01,UTO,a"b,,\n'
     text += ",".join(record_line("UTO", "LAST")) + "\n"
