@@ -268,9 +268,12 @@ def make_lstmf(pngs: list[Path], jobs: int) -> list[Path]:
 
 
 def make_starter(work: Path) -> Path:
+    """Build the unicharset and the starter traineddata; return its path."""
     starter = work / "starter" / "mrz" / "mrz.traineddata"
     if starter.is_file():
         return starter
+
+    # The character set, from the box files.
     boxes = sorted(str(p) for p in (work / "lines").glob("*.box"))
     unicharset = work / "unicharset"
     _run(
@@ -284,10 +287,11 @@ def make_starter(work: Path) -> Path:
         ],
         "starter",
     )
+
     script_dir = work / "script"
     script_dir.mkdir(exist_ok=True)
     # combine_lang_model insists on a radical table. Latin script has no
-    # radicals, so a table holding only a comment is enough.
+    # radicals, so a table containing only a comment is enough.
     (script_dir / "radical-stroke.txt").write_text("# no radicals in OCR-B\n")
     (work / "starter").mkdir(exist_ok=True)
     _run(
@@ -310,17 +314,22 @@ def make_starter(work: Path) -> Path:
 
 
 def _unicharset_size(work: Path) -> int:
+    """Return the number of entries in the unicharset, from its first line."""
     first = (work / "unicharset").read_text("utf-8").splitlines()[0]
     return int(first)
 
 
 def train(work: Path, starter: Path, samples: list[Path], iterations: int) -> Path:
+    """Run lstmtraining on 90 % of the samples, from its last checkpoint if
+    there is one; return the checkpoint path."""
+    # A fixed split: 10 % of the samples for evaluation.
     rng = random.Random(TRAIN_SEED)
     shuffled = sorted(p.resolve() for p in samples)
     rng.shuffle(shuffled)
     cut = max(len(shuffled) // 10, 1)
     (work / "eval.list").write_text("".join(f"{p}\n" for p in shuffled[:cut]))
     (work / "train.list").write_text("".join(f"{p}\n" for p in shuffled[cut:]))
+
     checkpoints = work / "checkpoints"
     checkpoints.mkdir(exist_ok=True)
     args = [
@@ -345,9 +354,10 @@ def train(work: Path, starter: Path, samples: list[Path], iterations: int) -> Pa
         args += ["--continue_from", str(checkpoint)]
     else:
         args += ["--net_spec", NET_SPEC.format(size=_unicharset_size(work))]
+
     started = time.monotonic()
     log_path = work / "train.log"
-    # lstmtraining reports its error rates as it goes; follow them with
+    # lstmtraining reports its error rates as it goes. Follow them with
     # `tail -f` on the log.
     with log_path.open("w", encoding="utf-8") as log_file:
         code = subprocess.run(
