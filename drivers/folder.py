@@ -72,14 +72,18 @@ class FolderDriver(Driver):
             self.read_file(path)
         self.emit_status(DeviceState.DISCONNECTED, f"all {len(paths)} files read")
 
-    def read_file(self, path: Path) -> None:
-        """Emit the documents in one file; an unreadable file is logged and skipped."""
+    def read_file(self, path: Path) -> bool:
+        """Emit the documents in one file.
+
+        An unreadable file is logged and skipped, and False is returned so a
+        watcher can try it again once the file changes.
+        """
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             image = cv2.imread(str(path), cv2.IMREAD_COLOR)
             if image is None:
                 log.warning("driver %s: cannot read image file %s", self.name, path)
-                return
+                return False
             self.files_read += 1
             log.info("driver %s: image file %s read", self.name, path.name)
             self.emit(ImageCaptured(np.asarray(image, dtype=np.uint8), self.name))
@@ -90,7 +94,7 @@ class FolderDriver(Driver):
                 log.warning(
                     "driver %s: cannot read MRZ file %s: %s", self.name, path, exc
                 )
-                return
+                return False
             self.files_read += 1
             documents = parse_mrz_file(text)
             log.info(
@@ -104,9 +108,14 @@ class FolderDriver(Driver):
                 self.emit(MrzLinesRead(lines, raw, self.name))
         else:
             log.info("driver %s: skipped %s (unknown file type)", self.name, path.name)
+        return True
 
     def _watch(self, folder: Path) -> None:
         seen: set[str] = set()
+        # Files that could not be read, with the size and mtime they had then.
+        # A writer that paused for longer than stable_s leaves a partial file;
+        # it is read again once it changes, so nothing is lost.
+        failed: dict[str, tuple[int, int]] = {}
         candidates: dict[str, _Candidate] = {}
         connected: bool | None = None
         first_scan = True
@@ -127,11 +136,18 @@ class FolderDriver(Driver):
             if first_scan and not self.config.include_existing:
                 seen.update(entries)
             first_scan = False
-            for path in self._ready_files(entries, seen, candidates):
+            for name in list(failed):
+                stat = entries.get(name)
+                if stat is None or (stat.st_size, stat.st_mtime_ns) != failed[name]:
+                    del failed[name]
+            for path in self._ready_files(entries, seen | failed.keys(), candidates):
                 if self._stop_event.is_set():
                     return
-                seen.add(path.name)
-                self.read_file(path)
+                if self.read_file(path):
+                    seen.add(path.name)
+                else:
+                    stat = entries[path.name]
+                    failed[path.name] = (stat.st_size, stat.st_mtime_ns)
             self._stop_event.wait(self.config.poll_interval_s)
 
     def _ready_files(

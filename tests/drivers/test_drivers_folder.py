@@ -13,7 +13,7 @@ from drivers.errors import DriverConfigError, DriverStateError
 from drivers.folder import FolderDriver
 from drivers.specimens import SPECIMENS
 from kiosk.config import DriverConfig, FolderConfig
-from tests.drivers.driver_helpers import EventLog, jpeg_bytes, png_bytes
+from tests.drivers.driver_helpers import EventLog, jpeg_bytes, png_bytes, wait_until
 
 TD1, TD3 = SPECIMENS["td1"], SPECIMENS["td3"]
 
@@ -97,6 +97,40 @@ def test_folder_watch_reads_new_files_once_in_order(tmp_path: Path) -> None:
     assert shapes(log) == [(7, 11, 3), (9, 13, 3)]
     assert log.mrz() == [TD3]
     assert driver.files_read == 3
+
+
+def test_folder_watch_rereads_a_file_completed_after_a_pause(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A writer that stalls for longer than stable_s leaves a partial image.
+    # It is skipped then, and read once the writer finishes it.
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = FolderConfig(
+        name="w", watch=str(inbox), poll_interval_s=0.02, stable_s=0.05
+    )
+    driver = FolderDriver(config)
+    log = EventLog(driver)
+    image = png_bytes(11, 7)
+    with caplog.at_level(logging.WARNING, logger="drivers"):
+        driver.start()
+        try:
+            log.wait_status(DeviceState.CONNECTED)
+            (inbox / "slow.png").write_bytes(image[:40])
+            wait_until(lambda: "slow.png" in caplog.text, what="the partial read")
+            assert log.images() == []
+            with open(inbox / "slow.png", "ab") as handle:
+                handle.write(image[40:])
+            log.wait_for(lambda: len(log.images()) == 1, what="the completed image")
+            # An unchanged unreadable file is not retried on every poll.
+            (inbox / "bad.png").write_bytes(b"not an image")
+            wait_until(lambda: "bad.png" in caplog.text, what="the bad file")
+            log.drain(0.3)
+        finally:
+            driver.stop()
+    assert shapes(log) == [(7, 11, 3)]
+    assert caplog.text.count("bad.png") == 1
+    assert driver.files_read == 1
 
 
 def test_folder_watch_include_existing_and_missing_folder(tmp_path: Path) -> None:
