@@ -153,11 +153,13 @@ def _merge_collinear(lines: list[TextLine]) -> list[TextLine]:
     return lines
 
 
-def _band_around(seed: TextLine, lines: list[TextLine]) -> Band:
-    """Gather the lines parallel to `seed` next to it into one band."""
+def _band_around(seed: TextLine, lines: list[TextLine]) -> tuple[Band, set[int]]:
+    """Gather the lines parallel to `seed` next to it into one band; return
+    it with the indices in `lines` of its members."""
     dx, dy = seed.direction()
     members = [(0.0, seed)]
-    for other in lines:
+    indices = {i for i, line in enumerate(lines) if line is seed}
+    for i, other in enumerate(lines):
         if other is seed or _angle_diff(other.angle, seed.angle) > 5:
             continue
         rel = (other.cx - seed.cx, other.cy - seed.cy)
@@ -170,13 +172,14 @@ def _band_around(seed: TextLine, lines: list[TextLine]) -> Band:
         if not 0.6 < other.thickness / seed.thickness < 1.7:
             continue
         members.append((across, other))
+        indices.add(i)
     offsets = [m[0] for m in members]
     # Room for a line the blob search missed on either side.
     lo = min(offsets) - 2.5 * seed.thickness
     hi = max(offsets) + 2.5 * seed.thickness
     mid = (lo + hi) / 2
     length = max(m[1].length for m in members)
-    return Band(
+    band = Band(
         cx=seed.cx - mid * dy,
         cy=seed.cy + mid * dx,
         # Generous: the blob may miss faint fillers at either end of the line.
@@ -187,6 +190,7 @@ def _band_around(seed: TextLine, lines: list[TextLine]) -> Band:
         lines=len(members),
         score=sum(m[1].length for m in members),
     )
+    return band, indices
 
 
 def _turn_back(line: TextLine, height: int) -> TextLine:
@@ -221,15 +225,22 @@ def find_bands(gray: U8, limit: int = 4, sideways: bool = False) -> list[Band]:
     lines = _merge_collinear(lines)
     seeds = sorted(lines, key=lambda t: -t.length)
     bands: list[Band] = []
+    gathered: list[set[int]] = []
     for seed in seeds:
-        band = _band_around(seed, lines)
+        band, members = _band_around(seed, lines)
+        # A band around the same lines as an earlier one adds nothing. One
+        # with a line the other left out does: a long dark edge below the
+        # document can seed a band that holds the bottom MRZ line but leaves
+        # out the top one, as in a rendered visa.
         duplicate = any(
             _angle_diff(b.angle, band.angle) < 5
             and math.hypot(b.cx - band.cx, b.cy - band.cy) < b.height / 2
-            for b in bands
+            and members <= earlier
+            for b, earlier in zip(bands, gathered, strict=True)
         )
         if not duplicate:
             bands.append(band)
+            gathered.append(members)
     bands.sort(key=lambda b: -b.score)
     return [
         Band(
