@@ -48,6 +48,7 @@ def test_reads_the_benchmark_visa_over_a_dark_desk() -> None:
     # the MRZ, and that band cut the top line in half: "MRZ not found".
     (case,) = render_set(2, 1, start=141, apply_jpeg=False)
     image = cv2.imdecode(np.frombuffer(encode_case(case), np.uint8), cv2.IMREAD_COLOR)
+    assert image is not None
 
     result = read_image(image)
 

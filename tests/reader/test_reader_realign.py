@@ -12,7 +12,7 @@ import pytest
 from kiosk import mrz
 from kiosk.reader import read_image
 from kiosk.reader import reader as rd
-from kiosk.reader.glyphs import cut_cells, default_model
+from kiosk.reader.glyphs import LineGeometry, cut_cells, default_model
 from tools.render import Damage, encode_case, render_document, render_set
 
 CLEAN = Damage(glyph_px=26.0, clutter=True, jpeg_quality=85, noise_sigma=2.0)
@@ -36,7 +36,7 @@ def _with_line_stepped(reading: rd._Reading, line: int, step: int) -> rd._Readin
 
 
 def test_step_grid_moves_every_glyph_by_one_place() -> None:
-    geometry = rd.LineGeometry(10.0, 20.0, 5.0, 0.1, 25.0, 44, curve=0.05)
+    geometry = LineGeometry(10.0, 20.0, 5.0, 0.1, 25.0, 44, curve=0.05)
     for step in (-1, 1):
         moved = rd._step_grid(geometry, step)
         for i in range(geometry.count - 1):
@@ -68,6 +68,7 @@ def test_reads_the_benchmark_visa_whose_top_line_sat_one_pitch_off() -> None:
     (case,) = render_set(1, 1, start=189, apply_jpeg=False)
     data = np.frombuffer(encode_case(case), np.uint8)
     image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    assert image is not None
 
     result = read_image(image)
 
