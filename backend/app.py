@@ -3,10 +3,11 @@
 Every lookup needs a terminal API key (`Authorization: Bearer KEY` or
 `X-API-Key: KEY`), is rate-limited per terminal and written to the audit log
 before the answer leaves. A store that cannot answer gives 503, never a
-NO_HIT. Store calls that can wait on a database run in the thread pool, so a
-slow database does not block the event loop. _GuardMiddleware passes the
-two lookup endpoints' requests to their handlers without FastAPI's routing,
-for speed.
+NO_HIT. Store calls that can wait on a database either await the store's
+async reader (PostgreSQL, while the app's lifespan runs) or run in the
+thread pool, so a slow database does not block the event loop.
+_GuardMiddleware passes the two lookup endpoints' requests to their handlers
+without FastAPI's routing, for speed.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ from backend.audit import AuditError, AuditLog, load_or_create_key
 from backend.errors import InvalidRecord, StoreError
 from backend.records import DocumentKey, Result
 from backend.store import Store, open_store
+from backend.store.base import AsyncReader, Row
 
 logger = logging.getLogger(__name__)
 
@@ -300,6 +302,13 @@ class _LookupThreads:
             executor, self._executor = self._executor, None
         if executor is not None:
             executor.shutdown(wait=True)
+
+
+@dataclass
+class _ReaderSlot:
+    """The store's async reader while the app's lifespan runs, else None."""
+
+    current: AsyncReader | None = None
 
 
 class ApiError(Exception):
@@ -571,9 +580,15 @@ def create_app(
     key_lock = threading.Lock()
     lookup_threads = _LookupThreads(LOOKUP_THREADS)
 
+    readers = _ReaderSlot()
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        readers.current = await store.open_async_reader()
         yield
+        reader, readers.current = readers.current, None
+        if reader is not None:
+            await reader.close()
         lookup_threads.shutdown()
         if own_resources:
             store.close()
@@ -667,29 +682,35 @@ def create_app(
                 raise ApiError(422, f"invalid request: {where}{exc}") from exc
         return parsed
 
-    def run_lookup(
-        terminal: str, request_id: str, keys: list[KeyIn], *, batch: bool
+    def store_unavailable(
+        exc: StoreError, key_count: int, terminal: str, request_id: str
+    ) -> ApiError:
+        logger.error(
+            "lookup of %d keys failed for terminal %s, request %s: %s",
+            key_count,
+            terminal,
+            request_id,
+            exc,
+        )
+        return ApiError(
+            503, f"lookup store unavailable, so no lookup result is returned: {exc}"
+        )
+
+    def finish_lookup(
+        terminal: str,
+        request_id: str,
+        parsed: list[DocumentKey],
+        version: str,
+        candidates: list[list[Row]],
+        *,
+        batch: bool,
     ) -> tuple[bytes, list[Result]]:
-        """Look the keys up, write the audit entry and return the response
+        """Encode the answers, write the audit entry and return the response
         body with the result per key.
 
-        The answers are encoded from the store's candidate rows in one
-        snapshot, with the results `Store.lookup_many` returns for it.
+        `version` and `candidates` come from one `find_candidates` call, so
+        the answers are those `Store.lookup_many` returns for that snapshot.
         """
-        parsed = parse_document_keys(keys)
-        try:
-            version, candidates = store.find_candidates(parsed)
-        except StoreError as exc:
-            logger.error(
-                "lookup of %d keys failed for terminal %s, request %s: %s",
-                len(parsed),
-                terminal,
-                request_id,
-                exc,
-            )
-            raise ApiError(
-                503, f"lookup store unavailable, so no lookup result is returned: {exc}"
-            ) from exc
         encoder = AnswerEncoder(
             data_version=version,
             source=store.kind,
@@ -741,24 +762,34 @@ def create_app(
         503: {"model": ErrorOut, "description": "store or audit log unavailable"},
     }
 
-    def respond(
+    def replay_check(
         request_scope: Scope, terminal: str, keys: list[KeyIn], *, batch: bool
-    ) -> Response:
+    ) -> tuple[str, str | None, Response | None]:
+        """Return the request id, the fingerprint to store the answer under
+        (None when the id is not replayable) and the replayed response."""
         state = request_scope["state"]
         request_id = str(state["request_id"])
         # Only a client-chosen id can come back in a retry, so only those
         # requests are looked up in and added to the replay cache.
-        replayable = bool(state.get("client_request_id"))
-        fingerprint = ""
-        if replayable:
-            fingerprint = _request_fingerprint(keys, batch=batch)
-            replay = replay_or_none(terminal, request_id, fingerprint)
-            if replay is not None:
-                return replay
-        body, results = run_lookup(terminal, request_id, keys, batch=batch)
+        if not state.get("client_request_id"):
+            return request_id, None, None
+        fingerprint = _request_fingerprint(keys, batch=batch)
+        return (
+            request_id,
+            fingerprint,
+            replay_or_none(terminal, request_id, fingerprint),
+        )
+
+    def answer_response(
+        terminal: str,
+        request_id: str,
+        fingerprint: str | None,
+        body: bytes,
+        results: list[Result],
+    ) -> Response:
         response = Response(body, media_type="application/json")
         response.headers["X-Request-ID"] = request_id
-        if replayable:
+        if fingerprint is not None:
             replays.put((terminal, request_id), body, fingerprint)
         logger.debug(
             "request %s terminal %s: %d keys, %d hits",
@@ -769,14 +800,62 @@ def create_app(
         )
         return response
 
+    def respond(
+        request_scope: Scope, terminal: str, keys: list[KeyIn], *, batch: bool
+    ) -> Response:
+        request_id, fingerprint, replay = replay_check(
+            request_scope, terminal, keys, batch=batch
+        )
+        if replay is not None:
+            return replay
+        parsed = parse_document_keys(keys)
+        try:
+            version, candidates = store.find_candidates(parsed)
+        except StoreError as exc:
+            raise store_unavailable(exc, len(parsed), terminal, request_id) from exc
+        body, results = finish_lookup(
+            terminal, request_id, parsed, version, candidates, batch=batch
+        )
+        return answer_response(terminal, request_id, fingerprint, body, results)
+
+    async def respond_async(
+        reader: AsyncReader,
+        request_scope: Scope,
+        terminal: str,
+        keys: list[KeyIn],
+        *,
+        batch: bool,
+    ) -> Response:
+        """Do what `respond` does, waiting for the store on the event loop."""
+        request_id, fingerprint, replay = replay_check(
+            request_scope, terminal, keys, batch=batch
+        )
+        if replay is not None:
+            return replay
+        parsed = parse_document_keys(keys)
+        try:
+            version, candidates = await reader.find_candidates(parsed)
+        except StoreError as exc:
+            raise store_unavailable(exc, len(parsed), terminal, request_id) from exc
+        body, results = finish_lookup(
+            terminal, request_id, parsed, version, candidates, batch=batch
+        )
+        return answer_response(terminal, request_id, fingerprint, body, results)
+
     # A single SQLite lookup takes tens of microseconds, less than the hop to
-    # the thread pool, so it runs on the event loop. Batches and PostgreSQL
-    # calls, which wait longer, go to the pool.
+    # the thread pool, so it runs on the event loop. A store with an async
+    # reader (PostgreSQL) waits for the database on the event loop too, once
+    # the lifespan opened the reader. Other calls go to the thread pool.
     single_inline = store.kind == "sqlite"
 
     async def answer_lookup(
         request: Request, terminal: str, keys: list[KeyIn], *, batch: bool
     ) -> Response:
+        reader = readers.current
+        if reader is not None:
+            return await respond_async(
+                reader, request.scope, terminal, keys, batch=batch
+            )
         if single_inline and not batch:
             return respond(request.scope, terminal, keys, batch=False)
         return await lookup_threads.run(

