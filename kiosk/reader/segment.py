@@ -308,7 +308,12 @@ def _refine_with_components(span: LineSpan, geometry: LineGeometry) -> LineGeome
     cx, cw, ch = span.components.T
     # Box centres, not centroids: a glyph's ink mass is not centred (7, F).
     single = (cw > 0.3 * geometry.pitch) & (cw < 0.95 * geometry.pitch)
-    centres = cx[single & (ch > 0.3 * geometry.cap)]
+    # Print or a document edge beyond the line's run of glyphs is not one of
+    # its glyphs. Left in, it made the walk below index the whole line from
+    # the wrong place, a pitch or more off.
+    margin = 0.5 * geometry.pitch
+    within = (cx > span.left - margin) & (cx < span.right + margin)
+    centres = cx[single & within & (ch > 0.3 * geometry.cap)]
     if len(centres) < max(8, geometry.count // 4):
         return geometry
 
@@ -353,7 +358,9 @@ def _walk_grid(
     index = [round((centres[0] - geometry.x0) / local)]
     for k in range(1, len(centres)):
         gap = centres[k] - centres[k - 1]
-        steps = max(round(gap / local), 1)
+        # Two pieces of one glyph broken by glare sit less than half a
+        # pitch apart and share its index.
+        steps = round(gap / local)
         index.append(index[-1] + steps)
         if steps == 1 and 0.7 * local < gap < 1.3 * local:
             local = 0.7 * local + 0.3 * gap
