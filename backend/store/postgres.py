@@ -106,10 +106,23 @@ _FIND_ONE = (
     f"SELECT v.version, 1, {_R_COLS} FROM ({_VERSION_SQL}) v"
     " LEFT JOIN records r ON r.issuing_state = %s AND r.folded_number = %s"
 )
-_FIND_MANY = (
-    f"SELECT v.version, k.i, {_R_COLS} FROM ({_VERSION_SQL}) v"
-    " CROSS JOIN unnest(%s::text[], %s::text[]) WITH ORDINALITY AS k(s, f, i)"
-    " LEFT JOIN records r ON r.issuing_state = k.s AND r.folded_number = k.f"
+# Lookup of a batch of keys, `{keys}` being the unnest of their states and
+# folded numbers. Only keys with candidates yield rows. The outer join keeps
+# one row with the version when no key has any.
+_BATCH_MATCHES = (
+    f"SELECT k.i, {_R_COLS} FROM {{keys}} WITH ORDINALITY AS k(s, f, i)"
+    " JOIN records r ON r.issuing_state = k.s AND r.folded_number = k.f"
+)
+_FIND_MANY_SQL = (
+    f"SELECT v.version, m.* FROM ({_VERSION_SQL}) v"
+    f" LEFT JOIN ({_BATCH_MATCHES}) m ON true"
+)
+_FIND_MANY = _FIND_MANY_SQL.format(keys="unnest(%s::text[], %s::text[])")
+# The same with each array sent as one comma-separated text. For a batch of
+# 1,000 keys, psycopg took about 0.8 ms more client CPU per query to dump
+# two lists than to send two joined strings (psycopg 3.3, 2 vCPUs).
+_FIND_MANY_JOINED = _FIND_MANY_SQL.format(
+    keys="unnest(string_to_array(%s, ','), string_to_array(%s, ','))"
 )
 _SELECT_EXACT = (
     f"SELECT {_COLS} FROM records WHERE issuing_state = %s AND document_number = %s"
@@ -403,6 +416,11 @@ class PostgresStore(Store):
                     "SELECT setval('record_ids', greatest(coalesce(max(id), 0), 1))"
                     " FROM records_new"
                 )
+                # Without statistics the planner expects about 75 records per
+                # lookup key and scans each key's index entries by bitmap.
+                # Autovacuum would analyze the table only later, or never
+                # where it is off. Sampling 3 million rows took about 0.5 s.
+                conn.execute("ANALYZE records_new")
                 # The swap waits for running lookups, then later lookups see
                 # the new table; nothing reads a half-loaded list.
                 present = conn.execute(
@@ -569,10 +587,19 @@ class AsyncPostgresReader:
 def _find_query(keys: Sequence[DocumentKey]) -> tuple[str, tuple[object, ...]]:
     if len(keys) == 1:
         return _FIND_ONE, (keys[0].issuing_state, keys[0].folded_number)
-    return _FIND_MANY, (
-        [k.issuing_state for k in keys],
-        [k.folded_number for k in keys],
-    )
+    states = [k.issuing_state for k in keys]
+    numbers = [k.folded_number for k in keys]
+    joined_states = ",".join(states)
+    joined_numbers = ",".join(numbers)
+    # DocumentKey.create admits no comma, but a key built directly could
+    # contain one, and splitting it would shift every later key's candidates.
+    separators = len(keys) - 1
+    if (
+        joined_states.count(",") == separators
+        and joined_numbers.count(",") == separators
+    ):
+        return _FIND_MANY_JOINED, (joined_states, joined_numbers)
+    return _FIND_MANY, (states, numbers)
 
 
 def _split_candidates(

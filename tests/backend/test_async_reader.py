@@ -213,3 +213,37 @@ def test_damaged_store_is_503(pg_schema_url: str, tmp_path: Path) -> None:
     for response in responses:
         assert response.status_code == 503
         assert "NO_HIT" not in response.text
+
+
+async def test_batch_with_comma_keys(pg_store: PostgresStore, tmp_path: Path) -> None:
+    # A batch goes as comma-separated text unless a key contains a comma. Such
+    # a key, built without DocumentKey.create, must not shift the others.
+    keys = _seed(pg_store, tmp_path)
+    odd = DocumentKey("UTO", "P", "A,B")
+    chosen = [odd, *keys, odd]
+    version, candidates = pg_store.find_candidates(chosen)
+    per_key = [pg_store.find_candidates([key])[1][0] for key in chosen]
+    assert candidates == per_key
+    assert candidates[0] == []
+    assert candidates[-1] == []
+    assert candidates[1] != []
+    reader = await pg_store.open_async_reader()
+    try:
+        assert await reader.find_candidates(chosen) == (version, candidates)
+    finally:
+        await reader.close()
+
+
+def test_full_import_analyzes_records(
+    pg_schema_url: str, pg_store: PostgresStore, tmp_path: Path
+) -> None:
+    _seed(pg_store, tmp_path)
+    conninfo, schema = split_schema(pg_schema_url)
+    with psycopg.connect(conninfo) as admin:
+        row = admin.execute(
+            "SELECT count(*) FROM pg_stats WHERE schemaname = %s"
+            " AND tablename = 'records' AND attname = 'folded_number'",
+            (schema,),
+        ).fetchone()
+    assert row is not None
+    assert row[0] == 1
