@@ -337,14 +337,11 @@ def bench_http(
         if server.poll() is not None:
             # Another process answered on the port; measuring it would be wrong.
             raise RuntimeError(f"benchmark service failed to bind port {port}")
-        for label, batch, workers in (
-            ("HTTP single", 1, args.http_workers),
-            (
-                f"HTTP batch of {args.batch_size}",
-                args.batch_size,
-                max(1, args.http_workers // 2),
-            ),
-        ):
+        runs = [("HTTP single", 1, args.http_workers)] + [
+            (f"HTTP batch of {size}", size, max(1, args.http_workers // 2))
+            for size in args.batch_size
+        ]
+        for label, batch, workers in runs:
             latencies, documents, elapsed = run_load(
                 port, keys, batch_size=batch, workers=workers, seconds=args.http_seconds
             )
@@ -375,6 +372,21 @@ def _load_average() -> str:
     # Other jobs share the machine; the load shows how much of the 2 CPUs
     # the benchmark had.
     return " / ".join(f"{value:.1f}" for value in os.getloadavg())
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(part) for part in text.split(",")]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            f"invalid batch sizes {text!r}: use whole numbers such as 100,1000"
+        ) from exc
+    if not sizes or min(sizes) < 2:
+        raise argparse.ArgumentTypeError(
+            f"invalid batch sizes {text!r}: each size must be at least 2, "
+            "because single lookups have a run of their own"
+        )
+    return sizes
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -418,7 +430,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--http-workers", type=int, default=4, help="load-generator processes"
     )
     parser.add_argument(
-        "--batch-size", type=int, default=1000, help="keys per batch request"
+        "--batch-size",
+        type=_batch_sizes,
+        default=[100, 1000],
+        help="keys per batch request, comma-separated for one run per size "
+        "(default 100,1000)",
     )
     parser.add_argument(
         "--port",
