@@ -692,10 +692,10 @@ def _realign(reading: _Reading) -> _Reading | None:
     """Move each line's glyph grid one pitch either way where that reads the
     line more confidently; return None when no line moves.
 
-    Perspective can leave one line's grid a whole pitch off, so that line
+    Damage can leave one line's grid a whole pitch off, so that the line
     reads a filler from the paper before it and loses its last character,
-    as a rendered visa's top line did. Used only when the check digits
-    reject a reading, and the moved reading must then pass them too.
+    as the name line of a heavily damaged rendered card did. Used only when
+    a reading is rejected, and the moved reading must then be accepted.
     """
     geometries = list(reading.geometries)
     probs = list(reading.probs)
