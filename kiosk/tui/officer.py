@@ -91,9 +91,11 @@ class OfficerScreen(Screen[None]):
 
     def on_mount(self) -> None:
         table = self.query_one("#history", DataTable)
-        table.add_column("Time", key="time")
-        table.add_column("Document", key="document")
+        # The result comes first: a narrow terminal clips the columns on
+        # the right, and at 80 columns it cut "NOT CHECKED" to "NOT CHECKE".
         table.add_column("Result", key="result")
+        table.add_column("Document", key="document")
+        table.add_column("Time", key="time")
         table.add_column("ms", key="ms")
         self._refresh_status_bar()
         self.show_waiting()
@@ -236,4 +238,4 @@ class OfficerScreen(Screen[None]):
             if entry.note:
                 result.append(f" {entry.note}", style="bold")
             elapsed = "-" if entry.elapsed_ms is None else f"{entry.elapsed_ms:.0f}"
-            table.add_row(f"{entry.at:%H:%M:%S}", entry.masked, result, elapsed)
+            table.add_row(result, entry.masked, f"{entry.at:%H:%M:%S}", elapsed)

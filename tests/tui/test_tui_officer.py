@@ -83,7 +83,7 @@ async def test_hit_needs_acknowledgement(client: MemoryLookup) -> None:
         assert "HIT" in banner_text(app)
         rows = history_rows(app)
         assert rows[0][1] == "•••2C3"
-        assert rows[0][2].startswith("✖ HIT")
+        assert rows[0][0].startswith("✖ HIT")
         assert STOLEN_NUMBER not in str(rows)
 
 
@@ -99,7 +99,7 @@ async def test_no_record_shows_data_version(client: MemoryLookup) -> None:
         assert not re.search(r"\bvalid\b", text, re.IGNORECASE)
         assert app.bells == 0
         assert not isinstance(app.screen, HitModal)
-        assert history_rows(app)[0][2] == "○ NO RECORD"
+        assert history_rows(app)[0][0] == "○ NO RECORD"
 
 
 async def test_possible_match_asks_to_verify(client: MemoryLookup) -> None:
@@ -143,8 +143,8 @@ async def test_backend_down_then_late_hit(client: MemoryLookup) -> None:
         assert "LATE HIT" in app.screen.heading
         assert app.bells == 1
         rows = history_rows(app)
-        assert rows[0][2].startswith("✖ HIT late")
-        assert "→ HIT 09:30" in rows[1][2]
+        assert rows[0][0].startswith("✖ HIT late")
+        assert "→ HIT 09:30" in rows[1][0]
         await pilot.press("enter")
         assert not isinstance(app.screen, HitModal)
 
@@ -260,7 +260,7 @@ async def test_late_possible_notifies_without_modal(client: MemoryLookup) -> Non
         await pilot.pause()
         assert not isinstance(app.screen, HitModal)
         assert app.bells == 1
-        assert history_rows(app)[0][2].startswith("≈ POSSIBLE MATCH late")
+        assert history_rows(app)[0][0].startswith("≈ POSSIBLE MATCH late")
 
 
 async def test_offline_no_record_says_queued(client: MemoryLookup) -> None:
