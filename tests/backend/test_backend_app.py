@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +14,12 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 
-from backend.app import ServiceSettings, create_app, hash_api_key
+from backend.app import (
+    WORKER_CONFIG_ENV,
+    ServiceSettings,
+    create_app,
+    hash_api_key,
+)
 from backend.audit import AuditLog, load_or_create_key, verify
 from backend.errors import InvalidRecord
 from backend.importer import import_csv
@@ -418,3 +425,34 @@ def test_routes_under_root_path_match(sqlite_store: Store, tmp_path: Path) -> No
     report = verify(tmp_path / "audit.jsonl", key)
     assert report.ok, report.problems
     assert report.entries == 4
+
+
+def test_worker_app_freezes_startup_objects(tmp_path: Path) -> None:
+    # In a child process, because freezing changes the collector of the
+    # whole test process.
+    store_url = f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    seed_store = open_store(store_url)
+    seed(seed_store, tmp_path)
+    seed_store.close()
+    config = {
+        "store": store_url,
+        "audit_log": str(tmp_path / "audit.jsonl"),
+        "audit_fsync": False,
+        "rate": 10,
+    }
+    code = (
+        "import gc\n"
+        "from backend.app import create_worker_app\n"
+        "create_worker_app()\n"
+        "print(gc.get_freeze_count())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, WORKER_CONFIG_ENV: json.dumps(config)},
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.split()[-1]) > 10_000
