@@ -454,8 +454,14 @@ class KioskApp(App[int]):
 
     def on_late_hit(self, message: LateHit) -> None:
         answer = message.answer
-        masked = self.officer.mark_late_hit(message.key, answer, self.clock())
-        logger.warning("late %s from a re-check raised", answer.result.value)
+        now = self.clock()
+        on_screen = self.officer.show_late_answer(message.key, answer, now)
+        masked = self.officer.mark_late_hit(message.key, answer, now)
+        logger.warning(
+            "late %s from a re-check raised (document on screen: %s)",
+            answer.result.value,
+            "yes" if on_screen else "no",
+        )
         if answer.result is Result.HIT:
             self._raise_hit(answer, f"LATE HIT from re-check: {masked}", message.key)
             return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from dataclasses import dataclass
 from typing import ClassVar
@@ -21,7 +22,9 @@ from kiosk.tui.present import (
     banner_for,
     check_marks,
     field_rows,
+    late_banner_for,
     mask_number,
+    replaces_on_screen,
     verdict_of,
     warning_lines,
 )
@@ -69,6 +72,7 @@ class OfficerScreen(Screen[None]):
         super().__init__(id="officer")
         self.history: list[HistoryEntry] = []
         self.current: ScanOutcome | None = None
+        self._current_thumbnail: Text | None = None
         self.device_text = "no device"
         self.backend_text = "checking the lookup backend…"
 
@@ -128,6 +132,7 @@ class OfficerScreen(Screen[None]):
         # The previous document's fields must not stand under the banner of
         # the next one, or an officer could read them as its result.
         self.current = None
+        self._current_thumbnail = None
         self._clear_details()
         self.query_one(ResultBanner).show_scanning(source)
 
@@ -140,12 +145,37 @@ class OfficerScreen(Screen[None]):
         late_alerts: bool = True,
     ) -> None:
         self.current = outcome
+        self._current_thumbnail = thumbnail
         view = banner_for(outcome, queued=queued, late_alerts=late_alerts)
         self.query_one(ResultBanner).show_verdict(view)
         self._show_details(outcome, thumbnail)
 
+    def show_late_answer(
+        self, key: DocumentKey, answer: LookupAnswer, at: dt.datetime
+    ) -> bool:
+        """Show a late HIT or POSSIBLE MATCH in the banner and details when
+        its document is the one on screen; return whether it was.
+
+        A late answer never replaces a verdict that demands more, so a late
+        POSSIBLE MATCH leaves a HIT on screen.
+        """
+        shown = self.current
+        if shown is None or key_of(shown) != key:
+            return False
+        earlier = verdict_of(shown.lookup)
+        if not replaces_on_screen(verdict_of(answer), earlier):
+            return False
+        late = dataclasses.replace(shown, lookup=answer)
+        self.current = late
+        view = late_banner_for(late, earlier, at)
+        self.query_one(ResultBanner).show_verdict(view)
+        recheck = f"{view.verdict.title} at {at:%H:%M:%S}, earlier {earlier.title}"
+        self._show_details(late, self._current_thumbnail, recheck=recheck)
+        return True
+
     def action_clear(self) -> None:
         self.current = None
+        self._current_thumbnail = None
         self.show_waiting()
 
     def action_focus_history(self) -> None:
@@ -155,7 +185,13 @@ class OfficerScreen(Screen[None]):
         for name in ("fields", "checks", "warnings", "mrz"):
             self.query_one(f"#details-{name}", Static).update("")
 
-    def _show_details(self, outcome: ScanOutcome, thumbnail: Text | None) -> None:
+    def _show_details(
+        self,
+        outcome: ScanOutcome,
+        thumbnail: Text | None,
+        *,
+        recheck: str | None = None,
+    ) -> None:
         report = outcome.report
         fields = Table.grid(padding=(0, 2))
         fields.add_column(style="dim")
@@ -167,6 +203,8 @@ class OfficerScreen(Screen[None]):
             fields.add_row("Document", "no MRZ read")
         fields.add_row("Time taken", f"{outcome.elapsed_ms:.0f} ms")
         fields.add_row("Source", outcome.source)
+        if recheck is not None:
+            fields.add_row("Re-check", Text(recheck, style="bold"))
         self.query_one("#details-fields", Static).update(fields)
 
         checks = Text("Check digits:", style="bold")

@@ -7,6 +7,8 @@ and glyph, a NO RECORD that never says "valid", and masked document numbers.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import enum
 from dataclasses import dataclass
 
@@ -58,6 +60,25 @@ def verdict_of_result(result: Result) -> Verdict:
     return _VERDICTS[result]
 
 
+# How much each verdict demands of the officer: a late answer replaces the
+# one on screen only when it demands as much or more.
+_SEVERITY = {
+    Verdict.NO_RECORD: 0,
+    Verdict.NOT_CHECKED: 0,
+    Verdict.POSSIBLE: 1,
+    Verdict.HIT: 2,
+}
+
+
+def replaces_on_screen(late: Verdict, shown: Verdict) -> bool:
+    """Return whether a late verdict from a re-check replaces the one shown.
+
+    A late HIT replaces anything, and a late POSSIBLE MATCH replaces
+    everything but a HIT, so a re-check never turns a HIT into less.
+    """
+    return _SEVERITY[late] >= _SEVERITY[shown]
+
+
 @dataclass(frozen=True, slots=True)
 class BannerView:
     verdict: Verdict
@@ -103,6 +124,24 @@ def banner_for(
     else:
         details = _not_checked_details(outcome, queued=queued, late_alerts=late_alerts)
     return BannerView(verdict, f"{verdict.glyph}  {verdict.title}", details)
+
+
+def late_banner_for(
+    outcome: ScanOutcome, earlier: Verdict, at: dt.datetime
+) -> BannerView:
+    """Build the banner of a late HIT or POSSIBLE MATCH from a re-check that
+    replaces the `earlier` verdict of the same document on screen."""
+    view = banner_for(outcome)
+    verdict = view.verdict
+    replaced = (
+        f"Re-check at {at:%H:%M:%S} replaced the earlier {earlier.title} "
+        "of this document."
+    )
+    return dataclasses.replace(
+        view,
+        headline=f"{verdict.glyph}  LATE {verdict.title} from re-check",
+        details=(replaced, *view.details),
+    )
 
 
 def _hit_details(answer: LookupAnswer) -> tuple[str, ...]:

@@ -15,7 +15,7 @@ from textual.widgets import DataTable, TextArea
 
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.lookup.queue import RecheckQueue
-from kiosk.pipeline import check_text
+from kiosk.pipeline import ScanOutcome, check_text
 from kiosk.tui.app import KioskApp, LateHitRelay
 from kiosk.tui.modals import HitModal, ManualEntryScreen
 from kiosk.tui.widgets import ResultBanner
@@ -318,3 +318,103 @@ def details_text(app: KioskApp) -> str:
     console = Console(width=100, record=True, file=io.StringIO())
     console.print(app.officer.query_one("#details-fields", Static).content)
     return console.export_text()
+
+
+def offline_no_record(client: MemoryLookup, number: str) -> ScanOutcome:
+    return dataclasses.replace(
+        check_text(passport(number), client),
+        lookup=LookupAnswer(
+            Result.NO_HIT, data_version="6-20261203T060000Z", source="offline"
+        ),
+    )
+
+
+async def test_late_hit_replaces_banner_on_screen(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        app.show_outcome(offline_no_record(client, STOLEN_NUMBER), queued=True)
+        await pilot.pause()
+        assert "○  NO RECORD" in banner_text(app)
+
+        key = DocumentKey.create("UTO", "P", STOLEN_NUMBER)
+        app.notify_late_hit(key, client.lookup(key))
+        await pilot.pause()
+        assert isinstance(app.screen, HitModal)
+        await pilot.press("enter")
+        await pilot.pause()
+
+        assert not isinstance(app.screen, HitModal)
+        banner = app.officer.query_one(ResultBanner)
+        text = banner_text(app)
+        assert "✖  LATE HIT from re-check" in text
+        assert "○  NO RECORD" not in text
+        assert "replaced the earlier NO RECORD" in text
+        assert "TEST-2025-00042" in text
+        assert banner.has_class("hit")
+        assert not banner.has_class("no-record")
+        assert "HIT at 09:30:15, earlier NO RECORD" in details_text(app)
+        assert app.officer.current is not None
+        assert app.officer.current.lookup.result is Result.HIT
+
+
+async def test_late_possible_replaces_not_checked(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        client.online = False
+        app.scan_lines(passport(SIMILAR_NUMBER), source="test reader")
+        await settle(app, pilot)
+        assert "?  NOT CHECKED" in banner_text(app)
+
+        client.online = True
+        key, answer = client.recheck()[0]
+        app.notify_late_hit(key, answer)
+        await pilot.pause()
+
+        text = banner_text(app)
+        assert "≈  LATE POSSIBLE MATCH from re-check" in text
+        assert "replaced the earlier NOT CHECKED" in text
+        assert "Lost: UTO P X01234567" in text
+        assert app.officer.query_one(ResultBanner).has_class("possible")
+        assert app.bells == 1
+
+
+async def test_late_hit_for_other_document_keeps_banner(
+    client: MemoryLookup,
+) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        app.show_outcome(offline_no_record(client, "C01X00T47"), queued=True)
+        await pilot.pause()
+
+        key = DocumentKey.create("UTO", "P", STOLEN_NUMBER)
+        app.notify_late_hit(key, client.lookup(key))
+        await pilot.pause()
+        await pilot.press("enter")
+        await pilot.pause()
+
+        text = banner_text(app)
+        assert "○  NO RECORD" in text
+        assert "LATE" not in text
+        assert "Re-check" not in details_text(app)
+        assert history_rows(app)[0][0].startswith("✖ HIT")
+
+
+async def test_late_possible_keeps_hit_on_screen(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        app.scan_lines(passport(STOLEN_NUMBER), source="test reader")
+        await settle(app, pilot)
+        await pilot.press("enter")
+        await pilot.pause()
+
+        key = DocumentKey.create("UTO", "P", STOLEN_NUMBER)
+        possible = dataclasses.replace(
+            client.lookup(key), result=Result.POSSIBLE, source="online"
+        )
+        app.notify_late_hit(key, possible)
+        await pilot.pause()
+
+        text = banner_text(app)
+        assert "✖  HIT" in text
+        assert "POSSIBLE" not in text
+        assert app.officer.query_one(ResultBanner).has_class("hit")
