@@ -124,9 +124,13 @@ class _PathFolderDriver(FolderDriver):
         super().__init__(config)
         self._paths = paths
 
-    def read_file(self, path: Path) -> None:
-        if path.suffix.lower() in IMAGE_SUFFIXES:
-            self._paths.put(path)
+    def read_file(self, path: Path) -> bool:
+        """Hand an image path over to the tester; return False for other
+        files, which the watcher then skips until they change."""
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            return False
+        self._paths.put(path)
+        return True
 
 
 class TesterScreen(Screen[None]):
