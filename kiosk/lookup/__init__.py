@@ -28,8 +28,8 @@ def open_client(
     """Return the embedded client when `backend_url` is None, else the online one.
 
     The online client keeps its offline copy and recheck queue beside
-    `embedded_path` (`offline.sqlite3` and `rechecks.sqlite3`); the copy
-    is bound to `backend_url` and ignored for any other URL.
+    `embedded_path`: `rechecks.sqlite3`, and one `offline-<hash>.sqlite3`
+    per service URL (see `kiosk.lookup.offline.copy_path`).
     `offline_max_age` is the sync age past which the copy's NO_HIT becomes
     UNKNOWN, and `timeout_s` the time limit of one whole online check,
     retries included, in seconds. Unless
@@ -44,7 +44,7 @@ def open_client(
         return EmbeddedLookup(embedded_path, seed_csv=seed_csv)
 
     from kiosk.lookup.http import HttpLookup
-    from kiosk.lookup.offline import OfflineCopy
+    from kiosk.lookup.offline import OfflineCopy, copy_path
     from kiosk.lookup.queue import RecheckQueue
     from kiosk.lookup.resilient import ResilientLookup
 
@@ -60,7 +60,7 @@ def open_client(
     client = ResilientLookup(
         online,
         offline=OfflineCopy(
-            folder / "offline.sqlite3",
+            copy_path(folder, backend_url),
             max_age=offline_max_age,
             service_url=backend_url,
         ),

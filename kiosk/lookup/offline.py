@@ -5,24 +5,34 @@ HIT and POSSIBLE answers always stand (an officer verifies them), but once
 the last sync is older than `max_age` a NO_HIT becomes UNKNOWN: the copy can
 no longer vouch that a document was not reported since.
 
-A copy belongs to the service URL it was synced from. Opened for another
-URL (the kiosk was pointed at another service), it is treated as never
-synced until a sync from the new service replaces its records, because
-another service's NO_HIT says nothing about this one's list.
+A copy file belongs to one lookup service, named by its URL. The file is
+bound to that URL when it is first opened or synced, and the binding never
+changes afterwards, so no sync can write another service's data into it.
+A copy opened for another URL returns UNKNOWN and refuses to sync, because
+another service's NO_HIT says nothing about this one's list. `copy_path`
+gives each service URL its own file, so kiosk processes pointed at
+different services never share one.
 
 Sync applies each change page in its own transaction and records the new
 service version afterwards. A kill between the two only makes the next sync
 apply that page again, which is harmless: adds replace, and deletes of
-records already gone are skipped.
+records already gone are skipped. Processes that sync the same file take
+turns through an exclusive lock on `<file>.lock`, so no sync applies its
+changes on top of another one's half-done snapshot.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
+import fcntl
+import hashlib
 import logging
+import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Protocol
@@ -38,11 +48,33 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "offline"
 
+# Seconds a sync waits for another process's sync of the same file.
+SYNC_WAIT_S = 60.0
+
 
 class ChangeFeed(Protocol):
+    """The change feed of one lookup service, named by `base_url`."""
+
+    @property
+    def base_url(self) -> str: ...
+
     def changes(
         self, since: str | None, cursor: int = 0, limit: int = 10_000
     ) -> ChangePage: ...
+
+
+def normalize_url(url: str) -> str:
+    """Return the form of a service URL that bindings compare."""
+    return url.rstrip("/")
+
+
+def copy_path(folder: Path, service_url: str) -> Path:
+    """Return the offline copy file of the service at `service_url` in `folder`.
+
+    The name contains a hash of the URL, so each service gets its own file.
+    """
+    digest = hashlib.sha256(normalize_url(service_url).encode()).hexdigest()
+    return folder / f"offline-{digest[:16]}.sqlite3"
 
 
 class OfflineCopy:
@@ -54,77 +86,104 @@ class OfflineCopy:
         *,
         max_age: dt.timedelta = dt.timedelta(hours=24),
         service_url: str | None = None,
+        sync_wait_s: float = SYNC_WAIT_S,
     ) -> None:
-        """`service_url` is the lookup service this copy is synced from;
-        None keeps whatever the copy was bound to (tests and tools)."""
+        """Open or create the copy at `path`.
+
+        `service_url` is the lookup service this copy is synced from, and a
+        file not yet bound is bound to it. None, for tests and tools, takes
+        the file's binding as it is, and the first sync binds an unbound
+        file to its feed's URL. `sync_wait_s` is how long a sync waits for
+        another process's sync of the same file before it fails.
+        """
         self.path = path
+        self.lock_path = path.with_name(path.name + ".lock")
         self.max_age = max_age
-        self.service_url = service_url.rstrip("/") if service_url else None
+        self.service_url = normalize_url(service_url) if service_url else None
+        self.sync_wait_s = sync_wait_s
         self._store = SQLiteStore(path)
         self._lock = threading.Lock()
-        conn = self._meta()
-        try:
-            with conn:
-                conn.execute(
-                    "CREATE TABLE IF NOT EXISTS replica"
-                    " (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-                )
-        finally:
-            conn.close()
-        self._bind()
-
-    def _bind(self) -> None:
-        if self.service_url is None:
-            return
-        bound = self._read_meta().get("service_url")
-        if bound == self.service_url:
-            return
-        if self._read_meta().get("service_version") is not None:
-            # Records stay until the next sync's snapshot replaces them, but
-            # with no version or sync time no lookup uses them.
-            logger.warning(
-                "offline copy %s was synced from another service; it is "
-                "discarded until a sync from %s",
-                self.path,
-                self.service_url,
+        with self._transaction() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS replica"
+                " (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
             )
-        conn = self._meta()
+        if self.service_url is not None:
+            bound = self._claim(self.service_url)
+            if bound != self.service_url:
+                logger.warning(
+                    "offline copy %s contains the data of %s, not of %s; it "
+                    "is not used",
+                    self.path,
+                    bound,
+                    self.service_url,
+                )
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """Yield a connection inside BEGIN IMMEDIATE, committed on success."""
+        conn = sqlite3.connect(self.path, timeout=10.0, isolation_level=None)
         try:
-            with conn:
-                conn.execute(
-                    "DELETE FROM replica WHERE key IN ('service_version', 'synced_at')"
-                )
-                conn.execute(
-                    "INSERT INTO replica (key, value) VALUES ('service_url', ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (self.service_url,),
-                )
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         finally:
             conn.close()
 
-    def _meta(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=10.0)
-        conn.execute("PRAGMA synchronous=NORMAL")
-        return conn
+    def _claim(self, url: str) -> str:
+        """Bind the file to `url` unless it is bound already; return its binding.
+
+        Reading and writing the binding in one write transaction makes the
+        first binding win when two processes open a new file at once.
+        """
+        with self._transaction() as conn:
+            row = conn.execute(
+                "SELECT value FROM replica WHERE key = 'service_url'"
+            ).fetchone()
+            if row is not None:
+                return str(row[0])
+            # Records synced before the file had a binding may come from
+            # any service, so without a version or sync time no lookup
+            # uses them until a sync replaces them.
+            conn.execute(
+                "DELETE FROM replica WHERE key IN ('service_version', 'synced_at')"
+            )
+            conn.execute(
+                "INSERT INTO replica (key, value) VALUES ('service_url', ?)", (url,)
+            )
+            return url
 
     def _read_meta(self) -> dict[str, str]:
-        conn = self._meta()
+        conn = sqlite3.connect(self.path, timeout=10.0)
         try:
             return dict(conn.execute("SELECT key, value FROM replica").fetchall())
         finally:
             conn.close()
 
     def _write_meta(self, **values: str) -> None:
-        conn = self._meta()
-        try:
-            with conn:
-                conn.executemany(
-                    "INSERT INTO replica (key, value) VALUES (?, ?)"
-                    " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    list(values.items()),
-                )
-        finally:
-            conn.close()
+        with self._transaction() as conn:
+            conn.executemany(
+                "INSERT INTO replica (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                list(values.items()),
+            )
+
+    def _foreign(self, meta: dict[str, str]) -> str | None:
+        """Return the reason the copy must not be used for `service_url`, or None."""
+        if self.service_url is None:
+            return None
+        bound = meta.get("service_url")
+        if bound == self.service_url:
+            return None
+        return (
+            f"offline copy {self.path} contains the data of "
+            f"{bound or 'an unknown service'}, not of {self.service_url}"
+        )
 
     # -- state -----------------------------------------------------------
 
@@ -149,19 +208,26 @@ class OfflineCopy:
         """Bring the copy up to the service's version; return that version.
 
         Raises LookupFailed when the feed fails or comes from another
-        service than the one the copy is bound to; the copy keeps its data.
+        service than the one the copy is bound to. It also raises when
+        another process syncs the same file for longer than `sync_wait_s`.
+        The copy keeps its data in all these cases.
         """
-        feed_url = getattr(feed, "base_url", None)
-        if (
-            self.service_url is not None
-            and isinstance(feed_url, str)
-            and feed_url.rstrip("/") != self.service_url
-        ):
+        feed_url = normalize_url(feed.base_url)
+        expected = self.service_url or feed_url
+        if feed_url != expected:
             raise LookupFailed(
                 f"offline copy {self.path} is bound to {self.service_url}, not to "
                 f"{feed_url}; open it with the URL it is synced from"
             )
-        with self._lock:
+        with self._lock, self._sync_lock():
+            # The binding never changes once set, so checking it once
+            # before the writes covers every write of this sync.
+            bound = self._claim(feed_url)
+            if bound != feed_url:
+                raise LookupFailed(
+                    f"offline copy {self.path} contains the data of {bound}, not "
+                    f"of {feed_url}; it cannot be synced from {feed_url}"
+                )
             since = self.service_version
             first = feed.changes(since)
             if first.reset:
@@ -172,6 +238,29 @@ class OfflineCopy:
             self._write_meta(service_version=version, synced_at=now)
         logger.info("offline copy synced to version %s", version)
         return version
+
+    @contextlib.contextmanager
+    def _sync_lock(self) -> Iterator[None]:
+        """Hold the exclusive lock on `lock_path`, which other processes'
+        syncs of this file take too."""
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            deadline = time.monotonic() + self.sync_wait_s
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise LookupFailed(
+                            f"another process is syncing the offline copy "
+                            f"{self.path}; this sync is skipped"
+                        ) from None
+                    time.sleep(0.1)
+            yield
+        finally:
+            # Closing the descriptor releases the lock.
+            os.close(fd)
 
     def _load_snapshot(self, feed: ChangeFeed, first: ChangePage) -> str:
         first_since = self.service_version
@@ -241,14 +330,9 @@ class OfflineCopy:
         meta = self._read_meta()
         version = meta.get("service_version")
         synced = meta.get("synced_at")
-        if self.service_url is not None and meta.get("service_url") != (
-            self.service_url
-        ):
-            # Another process rebound the file to another service.
-            return [
-                unknown("offline copy belongs to another lookup service", source=SOURCE)
-                for _ in keys
-            ]
+        foreign = self._foreign(meta)
+        if foreign is not None:
+            return [unknown(foreign, source=SOURCE) for _ in keys]
         if version is None or synced is None:
             return [
                 unknown(
@@ -281,6 +365,9 @@ class OfflineCopy:
 
     def status(self) -> BackendStatus:
         meta = self._read_meta()
+        foreign = self._foreign(meta)
+        if foreign is not None:
+            return BackendStatus(BackendState.UNREACHABLE, None, foreign)
         synced = meta.get("synced_at")
         if synced is None:
             return BackendStatus(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import socket
 import threading
@@ -53,13 +54,12 @@ def _run_uvicorn(server: uvicorn.Server) -> threading.Thread:
     return thread
 
 
-@pytest.fixture
-def live_service(tmp_path: Path) -> Iterator[LiveService]:
-    """The real lookup service on a loopback port, seeded with SEED_LINES."""
-    folder = tmp_path / "service"
+@contextlib.contextmanager
+def serve_list(folder: Path, lines: list[list[str]]) -> Iterator[LiveService]:
+    """Run the real lookup service on a loopback port, seeded with `lines`."""
     folder.mkdir()
     store = open_store(f"sqlite:///{folder / 'store.sqlite3'}")
-    import_csv(store, write_csv(folder / "seed.csv", SEED_LINES))
+    import_csv(store, write_csv(folder / "seed.csv", lines))
     store.add_api_key("KIOSK-1", hash_api_key(API_KEY))
     audit = AuditLog.open(folder / "audit.jsonl")
     app = create_app(store, audit=audit, settings=ServiceSettings())
@@ -67,11 +67,20 @@ def live_service(tmp_path: Path) -> Iterator[LiveService]:
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
     server = uvicorn.Server(config)
     thread = _run_uvicorn(server)
-    yield LiveService(f"http://127.0.0.1:{port}", store, folder)
-    server.should_exit = True
-    thread.join(timeout=10)
-    store.close()
-    audit.close()
+    try:
+        yield LiveService(f"http://127.0.0.1:{port}", store, folder)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.close()
+        audit.close()
+
+
+@pytest.fixture
+def live_service(tmp_path: Path) -> Iterator[LiveService]:
+    """The real lookup service on a loopback port, seeded with SEED_LINES."""
+    with serve_list(tmp_path / "service", SEED_LINES) as service:
+        yield service
 
 
 @dataclass

@@ -17,7 +17,7 @@ from backend.records import DocumentKey, Result
 from kiosk.errors import LookupFailed
 from kiosk.lookup import open_client
 from kiosk.lookup.http import HttpLookup, parse_answer
-from kiosk.lookup.offline import OfflineCopy
+from kiosk.lookup.offline import OfflineCopy, copy_path
 from kiosk.lookup.queue import RecheckQueue
 from kiosk.lookup.resilient import ResilientLookup
 from tests.lookup.conftest import API_KEY, LiveService, free_port
@@ -173,7 +173,7 @@ def test_copy_ignored_for_other_service(
 
     assert [a.result for a in answers] == [Result.UNKNOWN, Result.UNKNOWN]
     assert answers[0].reason is not None
-    assert "never synced from this lookup service" in answers[0].reason
+    assert f"contains the data of {live_service.url}" in answers[0].reason
 
 
 def test_copy_used_for_same_service(live_service: LiveService, tmp_path: Path) -> None:
@@ -184,20 +184,16 @@ def test_copy_used_for_same_service(live_service: LiveService, tmp_path: Path) -
     copy.close()
 
 
-def test_rebinding_back_needs_new_sync(
-    live_service: LiveService, tmp_path: Path
-) -> None:
+def test_other_url_keeps_binding(live_service: LiveService, tmp_path: Path) -> None:
     path = tmp_path / "offline.sqlite3"
     synced_copy(live_service, path)
     OfflineCopy(path, service_url=f"http://127.0.0.1:{free_port()}").close()
 
     copy = OfflineCopy(path, service_url=live_service.url)
-    assert copy.lookup(CLEAN_KEY).result is Result.UNKNOWN
-    client = HttpLookup(live_service.url, api_key=API_KEY)
-    copy.sync(client)
-    assert copy.lookup(CLEAN_KEY).result is Result.NO_HIT
-    client.close()
+    answer = copy.lookup(CLEAN_KEY)
     copy.close()
+
+    assert answer.result is Result.NO_HIT
 
 
 def test_rejected_key_skips_offline_copy(
@@ -231,7 +227,7 @@ def test_rejected_key_skips_offline_copy(
 def test_open_client_honours_max_age(live_service: LiveService, tmp_path: Path) -> None:
     embedded = tmp_path / "kiosk" / "list.sqlite3"
     embedded.parent.mkdir()
-    synced_copy(live_service, embedded.parent / "offline.sqlite3")
+    synced_copy(live_service, copy_path(embedded.parent, live_service.url))
     client = open_client(
         live_service.url,
         api_key=API_KEY,

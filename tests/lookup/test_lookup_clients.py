@@ -264,6 +264,7 @@ def test_offline_copy_pages_snapshot(live_service: LiveService, tmp_path: Path) 
     class SmallPages:
         def __init__(self, inner: HttpLookup) -> None:
             self.inner = inner
+            self.base_url = inner.base_url
             self.calls = 0
 
         def changes(

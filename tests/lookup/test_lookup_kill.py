@@ -28,6 +28,7 @@ SYNCER = textwrap.dedent(
     class Announcing:
         def __init__(self, inner):
             self.inner = inner
+            self.base_url = inner.base_url
         def changes(self, since, cursor=0, limit=10_000):
             print("page", cursor, flush=True)
             return self.inner.changes(since, cursor, 5_000)
