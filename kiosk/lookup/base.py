@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import enum
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 from backend.records import DocumentKey, LookupAnswer
@@ -41,3 +44,14 @@ class LookupClient(Protocol):
     def status(self) -> BackendStatus: ...
 
     def close(self) -> None: ...
+
+
+def create_private(path: Path) -> None:
+    """Create `path` with mode 0600 unless it exists.
+
+    SQLite's unix VFS creates the -wal and -shm files of a database with the
+    mode of the database file, so they get 0600 too.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))

@@ -12,9 +12,9 @@ from pathlib import Path
 from backend.errors import BackendError
 from backend.importer import import_csv
 from backend.records import DocumentKey, LookupAnswer, unknown
-from backend.store import Store, open_store
+from backend.store import Store, open_store, sqlite_path
 from backend.store.base import version_time
-from kiosk.lookup.base import BackendState, BackendStatus
+from kiosk.lookup.base import BackendState, BackendStatus, create_private
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +43,11 @@ class EmbeddedLookup:
         with self._lock:
             if self._store is not None:
                 return self._store
+            path = sqlite_path(self._url)
+            if path is not None and str(path) not in ("", "."):
+                # A file the kiosk creates gets mode 0600, because its
+                # records contain document numbers.
+                create_private(path)
             store = open_store(self._url)
             try:
                 # NOTE: the seed is imported only into an empty store; a newer

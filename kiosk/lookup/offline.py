@@ -42,7 +42,7 @@ from backend.records import DocumentKey, LookupAnswer, Result, fold_number, unkn
 from backend.store.base import Change, ChangePage, Row, record_to_row
 from backend.store.sqlite import SQLiteStore
 from kiosk.errors import LookupFailed
-from kiosk.lookup.base import BackendState, BackendStatus
+from kiosk.lookup.base import BackendState, BackendStatus, create_private
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class OfflineCopy:
         service_url: str | None = None,
         sync_wait_s: float = SYNC_WAIT_S,
     ) -> None:
-        """Open or create the copy at `path`.
+        """Open the copy at `path`, or create it with mode 0600.
 
         `service_url` is the lookup service this copy is synced from, and a
         file not yet bound is bound to it. None, for tests and tools, takes
@@ -101,6 +101,8 @@ class OfflineCopy:
         self.max_age = max_age
         self.service_url = normalize_url(service_url) if service_url else None
         self.sync_wait_s = sync_wait_s
+        # The copy's records contain document numbers.
+        create_private(path)
         self._store = SQLiteStore(path)
         self._lock = threading.Lock()
         with self._transaction() as conn:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import stat
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -56,6 +57,20 @@ def test_embedded_seeds_on_first_use(tmp_path: Path) -> None:
         assert "3 records" in status.description
     finally:
         client.close()
+
+
+def test_embedded_store_file_is_private(tmp_path: Path) -> None:
+    seed = write_csv(tmp_path / "seed.csv", SEED_LINES)
+    path = tmp_path / "var" / "kiosk.sqlite3"
+    client = EmbeddedLookup(path, seed_csv=seed)
+    assert client.lookup(HIT_KEY).result is Result.HIT
+    files = [p for p in path.parent.iterdir() if p.name.startswith(path.name)]
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    client.close()
+
+    assert path.name in modes
+    for name, mode in modes.items():
+        assert mode == 0o600, f"{name} has mode {oct(mode)}"
 
 
 def test_embedded_without_data_is_unknown(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -163,3 +164,22 @@ def test_sync_skipped_while_locked(live_service: LiveService, tmp_path: Path) ->
     assert copy.sync(feed) == live_service.store.data_version()
     copy.close()
     feed.close()
+
+
+# -- file modes ---------------------------------------------------------------
+
+
+def test_copy_files_are_private(live_service: LiveService, tmp_path: Path) -> None:
+    path = tmp_path / "var" / "offline.sqlite3"
+    copy = OfflineCopy(path, service_url=live_service.url)
+    feed = HttpLookup(live_service.url, api_key=API_KEY)
+    copy.sync(feed)
+    feed.close()
+    files = [p for p in path.parent.iterdir() if p.name.startswith(path.name)]
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
+    copy.close()
+
+    assert path.name in modes
+    assert path.name + ".lock" in modes
+    for name, mode in modes.items():
+        assert mode == 0o600, f"{name} has mode {oct(mode)}"
