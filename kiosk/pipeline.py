@@ -23,6 +23,7 @@ from backend.errors import InvalidRecord
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.errors import ImageError, MRZError, ReaderError
 from kiosk.mrz import LAYOUTS, MrzReport, RepairOutcome, RepairStatus, repair_text
+from kiosk.mrz.formats import Field
 from kiosk.mrz.parser import normalize_lines
 from kiosk.mrz.states import is_known_code
 
@@ -133,6 +134,7 @@ def check_image(
         reader=result,
         reader_doubt=result.rejection,
         state_candidates=_state_candidates(result.repair, result.alternatives),
+        alternatives=result.alternatives,
     )
 
 
@@ -179,6 +181,7 @@ def _finish(
     reader: object | None,
     reader_doubt: str | None = None,
     state_candidates: Sequence[str] = (),
+    alternatives: object = None,
 ) -> ScanOutcome:
     report = outcome.report
     if report is None:
@@ -216,7 +219,7 @@ def _finish(
         # the key in one request would also queue each of them for a re-check
         # whenever the service is down, so they are asked for only after a
         # NO_HIT.
-        variants = lookalike_keys(report, state_candidates)
+        variants = plan_lookalikes(report, state_candidates, alternatives)
         answer = _check_lookalikes(answer, variants, client)
     answer = _guard_no_hit(answer, _distrust_reason(outcome, report, reader_doubt))
     elapsed = (time.perf_counter() - started) * 1000
@@ -270,65 +273,153 @@ def _guard_no_hit(answer: LookupAnswer, distrust: str | None) -> LookupAnswer:
     return dataclasses.replace(answer, result=Result.UNKNOWN, reason=distrust)
 
 
-# Characters whose check-digit values differ by a multiple of 10, so that one
-# read as the other leaves every check digit intact, and which OCR-B glyphs or
-# a worn print make look alike. The pairs `<`/`0`, `<`/`K`, `A`/`K`, `I`/`S`
-# and `B`/`L` are the classic ones; 8/S/I, 1/B/L and 6/G/Q share values too.
-LOOKALIKE_GROUPS = ("<0K", "AK", "IS8", "BL1", "6GQ")
+# Groups of characters whose check-digit values differ by a multiple of 10,
+# so that one read as another leaves every check digit intact, and which the
+# recogniser or a worn print can plausibly confuse. Within a group, any
+# character may be misread as any other.
+#
+# `<`/`0`/`K`, `A`/`K`, `I`/`S`/`8`, `B`/`L`/`1` and `6`/`G`/`Q` are the
+# classic OCR-B confusions. The other pairs come from `python -m
+# tools.probe_lookalikes`, which damages rendered OCR-B and counts the cells
+# where the glyph model gives the partner a probability of 0.02 or more. A
+# pair is added when that share reaches 25 % in one direction: `F`/`P` (41 %),
+# `H`/`R` (37 %), `A`/`<` (27 %) and `N`/`X` (27 %). `E`/`Y` (17 %), `T`/`9`
+# (16 %), `U`/`0` (10 %) and `W`/`M` (1 %) stay out, because each pair adds
+# lookup keys, and each key is one more chance of a false POSSIBLE that the
+# officer must clear. The classic pairs stay even where the probe rates them
+# low (`B`/`L` 2 %).
+# NOTE: the probe runs one font through the glyph model only. Worn printing
+# and the Tesseract pass may confuse other pairs.
+LOOKALIKE_GROUPS = ("<0K", "AK", "IS8", "BL1", "6GQ", "FP", "HR", "A<", "NX")
 _LOOKALIKES: dict[str, str] = {}
 for _group in LOOKALIKE_GROUPS:
     for _char in _group:
-        _LOOKALIKES[_char] = _LOOKALIKES.get(_char, "") + _group.replace(_char, "")
-# Upper bound of extra keys looked up for one document.
-MAX_VARIANT_KEYS = 64
+        _others = _LOOKALIKES.get(_char, "") + _group.replace(_char, "")
+        _LOOKALIKES[_char] = "".join(dict.fromkeys(_others))
+# Upper bound of extra keys looked up for one document. In a sample of 15,000
+# random 9-character numbers (all digits, letters and digits), the median
+# was 25 to 39 keys and the maximum 179, so the bound cuts only numbers made
+# almost wholly of look-alike characters.
+# Those get UNKNOWN rather than a NO_HIT: a skipped variant could be the
+# printed number of a reported document.
+MAX_VARIANT_KEYS = 256
+# Probability given to a character the recogniser did not list at a position.
+_UNLISTED_P = 1e-4
+
+
+@dataclass(frozen=True, slots=True)
+class LookalikeKeys:
+    """The keys to look up for a document's look-alike readings.
+
+    `keys` are ordered by fewest misreads first, then by the recogniser's
+    probability. `skipped` counts the variants cut by MAX_VARIANT_KEYS.
+    """
+
+    keys: list[DocumentKey]
+    skipped: int
 
 
 def lookalike_keys(
-    report: MrzReport, state_candidates: Sequence[str] = ()
+    report: MrzReport,
+    state_candidates: Sequence[str] = (),
+    alternatives: object = None,
 ) -> list[DocumentKey]:
     """Return the keys of readings the check digits cannot tell from this one.
 
-    Each variant swaps one character of the document number field (fillers
-    included, so `W3180689<` also yields `W31806890`) for a look-alike with
-    the same check-digit value, and takes each plausible issuing state.
+    See `plan_lookalikes`; this returns only the keys kept under the bound.
+    """
+    return plan_lookalikes(report, state_candidates, alternatives).keys
+
+
+def plan_lookalikes(
+    report: MrzReport,
+    state_candidates: Sequence[str] = (),
+    alternatives: object = None,
+) -> LookalikeKeys:
+    """Build the keys of readings the check digits cannot tell from this one.
+
+    A variant swaps one or two characters of the document number field
+    (fillers included, so `W3180689<` also yields `W31806890`) for look-alikes
+    with the same check-digit value. Each plausible issuing state is taken
+    too, with the number as read or with one swap. `alternatives` are the
+    recogniser's per-position candidates, used to rank the variants. At most
+    MAX_VARIANT_KEYS keys are kept: single misreads first, so a cut drops only
+    the least likely double misreads, and always the same ones.
     """
     field = LAYOUTS[report.format].field("document_number")
     raw = field.take(report.lines)
     if len(report.document_number) > len(raw.rstrip("<")):
         # The number overflows into the optional data: vary the whole number.
         raw = report.document_number
-    numbers = set()
+    field_p = _field_probabilities(field, alternatives)
+    swaps: list[tuple[int, str, float]] = []
     for index, char in enumerate(raw):
+        # An overflowing number has no recogniser data past the field.
+        listed = field_p[index] if index < len(field_p) else {}
         for other in _LOOKALIKES.get(char, ""):
-            numbers.add(raw[:index] + other + raw[index + 1 :])
-    states = [report.issuing_state, *state_candidates]
-    keys: list[DocumentKey] = []
-    seen = set()
-    for state in dict.fromkeys(states):
-        for number in [raw, *sorted(numbers)]:
-            if state == report.issuing_state and number == raw:
-                continue
-            try:
-                key = DocumentKey.create(state, report.document_type, number)
-            except InvalidRecord:
-                continue
-            if (key.issuing_state, key.document_number) in seen:
-                continue
-            seen.add((key.issuing_state, key.document_number))
-            keys.append(key)
-    main = (report.issuing_state, report.document_number)
-    return [k for k in keys if (k.issuing_state, k.document_number) != main][
-        :MAX_VARIANT_KEYS
+            swaps.append((index, other, listed.get(other, _UNLISTED_P)))
+    singles = [(_swap(raw, [(i, c)]), p) for i, c, p in swaps]
+    doubles = [
+        (_swap(raw, [(i, c), (j, d)]), p * q)
+        for (i, c, p), (j, d, q) in itertools.combinations(swaps, 2)
+        if i != j
     ]
+    states = list(dict.fromkeys([report.issuing_state, *state_candidates]))
+    # Sorted by (misread characters, -probability, state rank, number); a
+    # state candidate counts as one misread character.
+    ranked = [(1, -p, 0, number) for number, p in singles]
+    ranked += [(2, -p, 0, number) for number, p in doubles]
+    for rank in range(1, len(states)):
+        ranked.append((1, -_STATE_ALTERNATIVE_P, rank, raw))
+        ranked += [(2, -p * _STATE_ALTERNATIVE_P, rank, n) for n, p in singles]
+    ranked.sort()
+
+    main = (report.issuing_state, report.document_number)
+    keys: list[DocumentKey] = []
+    seen = {main}
+    for _, _, rank, number in ranked:
+        try:
+            key = DocumentKey.create(states[rank], report.document_type, number)
+        except InvalidRecord:
+            continue
+        if (key.issuing_state, key.document_number) in seen:
+            continue
+        seen.add((key.issuing_state, key.document_number))
+        keys.append(key)
+    kept = keys[:MAX_VARIANT_KEYS]
+    return LookalikeKeys(kept, len(keys) - len(kept))
+
+
+def _swap(text: str, changes: Sequence[tuple[int, str]]) -> str:
+    chars = list(text)
+    for index, char in changes:
+        chars[index] = char
+    return "".join(chars)
+
+
+def _field_probabilities(field: Field, alternatives: object) -> list[dict[str, float]]:
+    """Return the recogniser's {char: probability} at each position of the
+    field, or an empty list when `alternatives` do not cover it."""
+    if not isinstance(alternatives, list):
+        return []
+    try:
+        return [
+            {str(char): float(p) for char, p in alternatives[field.line][pos]}
+            for pos in range(field.start, field.end)
+        ]
+    except (IndexError, TypeError, ValueError):
+        return []
 
 
 def _check_lookalikes(
-    answer: LookupAnswer, variants: list[DocumentKey], client: LookupClient
+    answer: LookupAnswer, variants: LookalikeKeys, client: LookupClient
 ) -> LookupAnswer:
-    """Look the variants up; a match among them makes a NO_HIT a POSSIBLE."""
-    if not variants:
-        return answer
-    answers = client.lookup_many(variants)
+    """Look the variants up; a match among them makes a NO_HIT a POSSIBLE.
+
+    A NO_HIT whose variants were not all looked up, because a lookup failed
+    or the bound cut them, becomes UNKNOWN.
+    """
+    answers = client.lookup_many(variants.keys) if variants.keys else []
     records = tuple(
         record
         for variant in answers
@@ -349,6 +440,14 @@ def _check_lookalikes(
             answer,
             result=Result.UNKNOWN,
             reason=f"look-alike readings could not be checked: {failed[0].reason}",
+        )
+    if variants.skipped:
+        return dataclasses.replace(
+            answer,
+            result=Result.UNKNOWN,
+            reason=f"{variants.skipped} look-alike readings of the document "
+            f"number were not checked (limit {MAX_VARIANT_KEYS}); compare the "
+            "number with the document and check it by hand",
         )
     return answer
 
