@@ -12,10 +12,10 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from backend.records import Result
+from backend.records import LookupAnswer, Result
 from kiosk import __version__
 from kiosk.errors import ConfigError
-from kiosk.lookup.base import LookupClient
+from kiosk.lookup.base import BackendStatus, LookupClient
 from kiosk.lookup.queue import LateHitCallback
 from kiosk.pipeline import ScanOutcome, check_image, check_text
 
@@ -25,6 +25,8 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_IMAGES = REPO_ROOT / "fixtures" / "images"
 SAMPLE_RECORDS = REPO_ROOT / "fixtures" / "sltd_sample.csv"
 DEFAULT_STORE = Path("var") / "kiosk.sqlite3"
+# `source` of answers from the offline copy.
+OFFLINE_SOURCE = "offline"
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 _SUFFIX_LIST = ", ".join(sorted(IMAGE_SUFFIXES))
 
@@ -209,7 +211,7 @@ def _run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 outcome = _with_elapsed(outcome, 0.0)
             else:
                 outcome = check_image(path, client, source=str(path))
-            _emit(outcome, args.json, out)
+            _emit(outcome, args.json, out, client)
     finally:
         client.close()
     return 0
@@ -239,18 +241,34 @@ def _run_parse(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         for number, lines in enumerate(_documents_from_args(args.lines), start=1):
             outcome = check_text(lines, client, source=f"text #{number}")
-            _emit(outcome, args.json, out)
+            _emit(outcome, args.json, out, client)
     finally:
         client.close()
     return 0
 
 
-def _emit(outcome: ScanOutcome, as_json: bool, out: TextIO) -> None:
+def _emit(
+    outcome: ScanOutcome, as_json: bool, out: TextIO, client: LookupClient
+) -> None:
     if as_json:
         out.write(json.dumps(outcome.to_json(), ensure_ascii=False) + "\n")
     else:
-        out.write(format_outcome(outcome) + "\n")
+        out.write(format_outcome(outcome, backend=_backend_after(outcome, client)))
+        out.write("\n")
     out.flush()
+
+
+def _backend_after(outcome: ScanOutcome, client: LookupClient) -> BackendStatus | None:
+    """Return the backend status that the text of `outcome` needs, or None.
+
+    Only an answer the service did not give needs it: for the offline
+    copy's age and for whether the check was queued for a re-check.
+    """
+    answer = outcome.lookup
+    unanswered = answer.result is Result.UNKNOWN and answer.source != "kiosk"
+    if not unanswered and answer.source != OFFLINE_SOURCE:
+        return None
+    return client.status()
 
 
 _VERDICT = {
@@ -266,8 +284,59 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-def format_outcome(outcome: ScanOutcome) -> str:
-    """Render one outcome as the plain-text block `kiosk scan` prints."""
+def describe_age(age: dt.timedelta | None) -> str:
+    """Return an age as `45 s old`, `12 min old`, `5 h old` or `3 d old`."""
+    if age is None:
+        return "of unknown age"
+    seconds = max(0, int(age.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s old"
+    if seconds < 3600:
+        return f"{seconds // 60} min old"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h old"
+    return f"{seconds // 86400} d old"
+
+
+def _lookup_rows(answer: LookupAnswer, backend: BackendStatus | None) -> list[str]:
+    verdict = f"  lookup       {_VERDICT[answer.result]}"
+    offline = answer.source == OFFLINE_SOURCE and answer.result is not Result.UNKNOWN
+    if offline:
+        age = backend.data_age if backend is not None else None
+        verdict += (
+            f" (offline copy, data version {answer.data_version or 'not stated'}, "
+            f"{describe_age(age)})"
+        )
+    elif answer.result is Result.NO_HIT and answer.data_version:
+        verdict += f" (data version {answer.data_version})"
+    if answer.result is Result.UNKNOWN and answer.reason:
+        verdict += f": {answer.reason}"
+    rows = [verdict]
+    for record in answer.records:
+        rows.append(
+            f"               {record.status.value} {record.issuing_state} "
+            f"{record.document_type} {record.document_number}, reported "
+            f"{record.reported_on.isoformat()} by {record.reporting_country}, "
+            f"ref {record.reference}"
+        )
+    if answer.type_mismatch:
+        rows.append("               note: the record's document type differs")
+    if backend is not None and backend.queued_rechecks > 0:
+        rows.append(
+            "  re-check     queued: the next kiosk run that reaches the lookup "
+            "service checks it again online"
+        )
+    return rows
+
+
+def format_outcome(
+    outcome: ScanOutcome, *, backend: BackendStatus | None = None
+) -> str:
+    """Render one outcome as the plain-text block `kiosk scan` prints.
+
+    `backend` is the lookup client's status after the check. It gives the
+    offline copy's age and whether the check was queued for a re-check.
+    """
     rows = [outcome.source]
     report = outcome.report
     if report is not None:
@@ -301,22 +370,7 @@ def format_outcome(outcome: ScanOutcome) -> str:
             f"  reading      {outcome.repair.status.value}, "
             f"confidence {outcome.repair.confidence:.2f}"
         )
-    answer = outcome.lookup
-    verdict = f"  lookup       {_VERDICT[answer.result]}"
-    if answer.result is Result.NO_HIT and answer.data_version:
-        verdict += f" (data version {answer.data_version})"
-    if answer.result is Result.UNKNOWN and answer.reason:
-        verdict += f": {answer.reason}"
-    rows.append(verdict)
-    for record in answer.records:
-        rows.append(
-            f"               {record.status.value} {record.issuing_state} "
-            f"{record.document_type} {record.document_number}, reported "
-            f"{record.reported_on.isoformat()} by {record.reporting_country}, "
-            f"ref {record.reference}"
-        )
-    if answer.type_mismatch:
-        rows.append("               note: the record's document type differs")
+    rows.extend(_lookup_rows(outcome.lookup, backend))
     if outcome.error and (report is not None):
         rows.append(f"  error        {outcome.error}")
     rows.append(f"  time         {outcome.elapsed_ms:.0f} ms")

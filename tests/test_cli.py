@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -14,6 +15,9 @@ import pytest
 from backend.importer import import_csv
 from backend.store import open_store
 from kiosk.cli import SAMPLE_IMAGES, SAMPLE_RECORDS, main
+from kiosk.lookup.http import HttpLookup
+from kiosk.lookup.offline import OfflineCopy, copy_path
+from tests.lookup.conftest import API_KEY, SEED_LINES, serve_list
 from tests.mrz.test_parser import TD1, TD3
 
 TRUTH = json.loads((SAMPLE_IMAGES / "truth.json").read_text())
@@ -187,6 +191,33 @@ def test_scan_plain_text_output(
     assert "td3-passport-light.jpg" in out
     assert "lookup" in out
     assert "checks" in out
+
+
+def test_scan_text_labels_offline_answer(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIOSK_API_KEY", API_KEY)
+    with serve_list(tmp_path / "service", SEED_LINES) as service:
+        url = service.url
+        version = service.store.data_version()
+        feed = HttpLookup(url, api_key=API_KEY)
+        copy = OfflineCopy(copy_path(Path("var"), url), service_url=url)
+        copy.sync(feed)
+        copy.close()
+        feed.close()
+    # The service is down now, so the offline copy returns the result.
+    code = main(
+        ["--backend", url, "scan", str(SAMPLE_IMAGES / "td3-passport-light.jpg")]
+    )
+    out = capsys.readouterr().out
+
+    assert code == 0
+    assert "number W3180689" in out
+    assert f"NO RECORD (offline copy, data version {version}, " in out
+    assert re.search(r"data version [^,]+, \d+ (s|min) old\)", out)
+    assert "re-check     queued" in out
 
 
 def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
