@@ -107,3 +107,27 @@ def test_correction_to_an_impossible_date_fails() -> None:
     assert outcome.status is RepairStatus.FAILED
     assert not outcome.ok
     assert "impossible dates" in str(outcome.reason)
+
+
+# An MRV-B visa whose number N06865093 holds zeros at weights 3 and 7.
+VISA = ["V<NLDEKSTROM<<RUTH<<<<<<<<<<<<<<<<<<", "N068650936NLD8701141X3202241<<<<<<<<"]
+
+
+def test_two_o_for_zero_swaps_that_cancel_are_ambiguous() -> None:
+    # 24 x 3 + 24 x 7 = 240: reading both zeros as O keeps the check digit.
+    # The recogniser's 95 % for O means little, since OCR-B tells O from 0
+    # by width alone.
+    alternatives = _sure(VISA)
+    alternatives[1][1] = [("O", 0.95), ("0", 0.05)]
+    alternatives[1][6] = [("O", 0.95), ("0", 0.05)]
+    outcome = repair(alternatives, today=TODAY)
+    assert outcome.status is RepairStatus.AMBIGUOUS
+    assert outcome.uncertain == ((1, 1), (1, 6))
+
+
+def test_one_o_for_zero_swap_is_caught_by_the_check_digit() -> None:
+    alternatives = _sure(VISA)
+    alternatives[1][1] = [("O", 0.95), ("0", 0.05)]
+    outcome = repair(alternatives, today=TODAY)
+    assert outcome.status is RepairStatus.REPAIRED
+    assert outcome.lines == tuple(VISA)
