@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
@@ -16,7 +17,7 @@ from backend.records import LookupAnswer, Result
 from kiosk import __version__
 from kiosk.errors import ConfigError
 from kiosk.lookup.base import BackendStatus, LookupClient
-from kiosk.lookup.queue import LateHitCallback
+from kiosk.lookup.queue import LateHitCallback, QueuedCheck
 from kiosk.pipeline import ScanOutcome, check_image, check_text
 
 logger = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ SAMPLE_RECORDS = REPO_ROOT / "fixtures" / "sltd_sample.csv"
 DEFAULT_STORE = Path("var") / "kiosk.sqlite3"
 # `source` of answers from the offline copy.
 OFFLINE_SOURCE = "offline"
+# Seconds between syncs of the offline copy and drains of the re-check queue.
+MAINTAIN_EVERY_S = 60.0
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp"})
 _SUFFIX_LIST = ", ".join(sorted(IMAGE_SUFFIXES))
 
@@ -122,9 +125,16 @@ def _register_optional(
 
 
 def open_lookup(
-    args: argparse.Namespace, *, on_late_hit: LateHitCallback | None = None
+    args: argparse.Namespace,
+    *,
+    on_late_hit: LateHitCallback | None = None,
+    maintain_every_s: float | None = MAINTAIN_EVERY_S,
 ) -> LookupClient:
     """Open the lookup client the command line and config ask for.
+
+    `maintain_every_s` is passed to `kiosk.lookup.open_client`: the interval
+    of the thread that syncs the offline copy and drains the re-check queue,
+    or None for no thread.
 
     Raise ConfigError for a bad configuration or an explicit store file that
     does not exist: a mistyped path must not become a fresh store filled with
@@ -164,6 +174,7 @@ def open_lookup(
         offline_max_age=dt.timedelta(hours=config.backend.offline_max_age_h),
         timeout_s=config.backend.timeout_s,
         on_late_hit=on_late_hit,
+        maintain_every_s=maintain_every_s,
     )
 
 
@@ -200,10 +211,10 @@ def iter_images(paths: Sequence[Path]) -> Iterator[tuple[Path, str | None]]:
 
 
 def _run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
+    output = _Output(out or sys.stdout, args.json)
     from kiosk.pipeline import _not_checked
 
-    client = open_lookup(args)
+    client = _open_for_run(args, output)
     try:
         for path, problem in iter_images(args.paths):
             if problem is not None:
@@ -211,7 +222,7 @@ def _run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 outcome = _with_elapsed(outcome, 0.0)
             else:
                 outcome = check_image(path, client, source=str(path))
-            _emit(outcome, args.json, out, client)
+            output.outcome(outcome, client)
     finally:
         client.close()
     return 0
@@ -236,26 +247,79 @@ def _documents_from_args(lines: Sequence[str]) -> list[list[str]]:
 
 
 def _run_parse(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    out = out or sys.stdout
-    client = open_lookup(args)
+    output = _Output(out or sys.stdout, args.json)
+    client = _open_for_run(args, output)
     try:
         for number, lines in enumerate(_documents_from_args(args.lines), start=1):
             outcome = check_text(lines, client, source=f"text #{number}")
-            _emit(outcome, args.json, out, client)
+            output.outcome(outcome, client)
     finally:
         client.close()
     return 0
 
 
-def _emit(
-    outcome: ScanOutcome, as_json: bool, out: TextIO, client: LookupClient
-) -> None:
-    if as_json:
-        out.write(json.dumps(outcome.to_json(), ensure_ascii=False) + "\n")
-    else:
-        out.write(format_outcome(outcome, backend=_backend_after(outcome, client)))
-        out.write("\n")
-    out.flush()
+def _open_for_run(args: argparse.Namespace, output: _Output) -> LookupClient:
+    """Open the lookup client of one `kiosk scan` or `kiosk parse` run.
+
+    With a lookup service, the offline copy is synced and the checks that
+    earlier runs queued are re-checked before the first document, so that
+    their late HITs are printed. After that, the copy is synced and the
+    queue drained every MAINTAIN_EVERY_S seconds until the run ends.
+    """
+    from kiosk.lookup.resilient import ResilientLookup
+
+    client = open_lookup(args, on_late_hit=output.late_hit, maintain_every_s=None)
+    if isinstance(client, ResilientLookup):
+        try:
+            client.maintain()
+        except Exception:
+            # The run still checks its documents, and queues the checks
+            # that the service does not answer.
+            logger.exception("lookup maintenance failed")
+        client.start(MAINTAIN_EVERY_S, first_after_s=MAINTAIN_EVERY_S)
+    return client
+
+
+class _Output:
+    """Writer of results to standard output, one result at a time.
+
+    Late re-check results come from the lookup maintenance thread, so every
+    write takes the lock.
+    """
+
+    def __init__(self, out: TextIO, as_json: bool) -> None:
+        self.out = out
+        self.as_json = as_json
+        self._lock = threading.Lock()
+
+    def outcome(self, outcome: ScanOutcome, client: LookupClient) -> None:
+        if self.as_json:
+            text = json.dumps(outcome.to_json(), ensure_ascii=False)
+        else:
+            text = format_outcome(outcome, backend=_backend_after(outcome, client))
+        self._write(text)
+
+    def late_hit(self, check: QueuedCheck, answer: LookupAnswer) -> None:
+        """Print a HIT or POSSIBLE that a re-check found for a queued check."""
+        if self.as_json:
+            late = {
+                "queue_id": check.id,
+                "issuing_state": check.key.issuing_state,
+                "document_type": check.key.document_type,
+                "document_number": check.key.document_number,
+                "queued_at": check.queued_at.isoformat(),
+                "first_result": check.first_result.value,
+                "lookup": answer.to_json(),
+            }
+            text = json.dumps({"late_recheck": late}, ensure_ascii=False)
+        else:
+            text = format_late_hit(check, answer)
+        self._write(text)
+
+    def _write(self, text: str) -> None:
+        with self._lock:
+            self.out.write(text + "\n")
+            self.out.flush()
 
 
 def _backend_after(outcome: ScanOutcome, client: LookupClient) -> BackendStatus | None:
@@ -274,6 +338,12 @@ def _backend_after(outcome: ScanOutcome, client: LookupClient) -> BackendStatus 
 _VERDICT = {
     Result.HIT: "HIT - reported document, hold the document and follow procedure",
     Result.POSSIBLE: "POSSIBLE MATCH - verify the record against the document",
+    Result.NO_HIT: "NO RECORD",
+    Result.UNKNOWN: "NOT CHECKED",
+}
+_SHORT_VERDICT = {
+    Result.HIT: "HIT",
+    Result.POSSIBLE: "POSSIBLE MATCH",
     Result.NO_HIT: "NO RECORD",
     Result.UNKNOWN: "NOT CHECKED",
 }
@@ -327,6 +397,19 @@ def _lookup_rows(answer: LookupAnswer, backend: BackendStatus | None) -> list[st
             "service checks it again online"
         )
     return rows
+
+
+def format_late_hit(check: QueuedCheck, answer: LookupAnswer) -> str:
+    """Render a late HIT or POSSIBLE of a queued check as a plain-text block."""
+    key = check.key
+    queued_at = check.queued_at.isoformat(timespec="seconds")
+    rows = [
+        f"late re-check {check.id}: {key.issuing_state} {key.document_type} "
+        f"{key.document_number}, queued {queued_at}, first result "
+        f"{_SHORT_VERDICT[check.first_result]}"
+    ]
+    rows.extend(_lookup_rows(answer, None))
+    return "\n".join(printable(row) for row in rows)
 
 
 def format_outcome(

@@ -13,10 +13,12 @@ import numpy as np
 import pytest
 
 from backend.importer import import_csv
+from backend.records import DocumentKey, LookupAnswer, Result
 from backend.store import open_store
 from kiosk.cli import SAMPLE_IMAGES, SAMPLE_RECORDS, main
 from kiosk.lookup.http import HttpLookup
 from kiosk.lookup.offline import OfflineCopy, copy_path
+from kiosk.lookup.queue import RecheckQueue
 from tests.lookup.conftest import API_KEY, SEED_LINES, serve_list
 from tests.mrz.test_parser import TD1, TD3
 
@@ -218,6 +220,62 @@ def test_scan_text_labels_offline_answer(
     assert f"NO RECORD (offline copy, data version {version}, " in out
     assert re.search(r"data version [^,]+, \d+ (s|min) old\)", out)
     assert "re-check     queued" in out
+
+
+def _queue_checked_offline(number: str) -> None:
+    """Queue a check of UTO P `number` whose offline result was NO_HIT."""
+    queue = RecheckQueue(Path("var") / "rechecks.sqlite3")
+    first = LookupAnswer(Result.NO_HIT, data_version="1-x", source="offline")
+    queue.enqueue(DocumentKey.create("UTO", "P", number), first)
+    queue.close()
+
+
+def test_scan_prints_late_hit(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIOSK_API_KEY", API_KEY)
+    _queue_checked_offline("L898902C3")
+    with serve_list(tmp_path / "service", SEED_LINES) as service:
+        code = main(
+            [
+                "--backend",
+                service.url,
+                "scan",
+                str(SAMPLE_IMAGES / "td3-passport-light.jpg"),
+            ]
+        )
+    out = capsys.readouterr().out
+    queue = RecheckQueue(Path("var") / "rechecks.sqlite3")
+    left = len(queue)
+    queue.close()
+
+    assert code == 0
+    assert "late re-check 1: UTO P L898902C3" in out
+    assert "first result NO RECORD" in out
+    assert "lookup       HIT - reported document" in out
+    assert "stolen UTO P L898902C3" in out
+    assert left == 0
+
+
+def test_parse_json_prints_late_hit(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("KIOSK_API_KEY", API_KEY)
+    _queue_checked_offline("L898902C3")
+    with serve_list(tmp_path / "service", SEED_LINES) as service:
+        code, results = _run(capsys, "--backend", service.url, "parse", "--json", *TD1)
+
+    assert code == 0
+    late = results[0]["late_recheck"]
+    assert isinstance(late, dict)
+    assert late["document_number"] == "L898902C3"
+    assert late["first_result"] == "NO_HIT"
+    assert late["lookup"]["result"] == "HIT"
+    assert results[1]["document_number"] == "D23145890"
 
 
 def test_bad_usage_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

@@ -117,14 +117,16 @@ class ResilientLookup:
         if self.queue is not None and len(self.queue):
             self.queue.drain(self.online)
 
-    def start(self, interval_s: float = 60.0) -> None:
-        """Run `maintain()` every `interval_s` seconds in a daemon thread."""
+    def start(self, interval_s: float = 60.0, *, first_after_s: float = 0.0) -> None:
+        """Run `maintain()` every `interval_s` seconds in a daemon thread,
+        the first time after `first_after_s` seconds."""
         if self._thread is not None:
             return
 
         def loop() -> None:
-            # The first run is immediate, so a fresh kiosk gets its offline
-            # copy without waiting a whole interval.
+            # By default the first run is immediate, so a fresh kiosk gets
+            # its offline copy without waiting a whole interval.
+            self._stop.wait(first_after_s)
             while not self._stop.is_set():
                 try:
                     self.maintain()
