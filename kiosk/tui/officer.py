@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+from rich.cells import cell_len
 from rich.table import Table
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -43,6 +46,80 @@ class HistoryEntry:
     verdict: Verdict
     elapsed_ms: float | None
     note: str = ""
+
+
+# Session history columns, left to right. The result comes first: a narrow
+# terminal has room only for the columns on the left.
+HISTORY_COLUMNS = ("Result", "Document", "Time", "ms")
+# A note such as "→ HIT 09:30" wraps below the verdict within this width.
+RESULT_WIDTH = max(cell_len(verdict.label) for verdict in Verdict)
+
+
+def columns_that_fit(widths: Sequence[int], available: int, padding: int) -> int:
+    """Return how many leading columns fit whole into `available` cells, at
+    least one, when each column has `padding` cells on either side."""
+    used = 0
+    for count, width in enumerate(widths):
+        used += width + 2 * padding
+        if used > available:
+            return max(count, 1)
+    return len(widths)
+
+
+class HistoryTable(DataTable[str | Text]):
+    """Session history, newest first, that shows only whole columns.
+
+    A column clipped at the box's edge would cut a number short, so 157 ms
+    showed as 15. Columns that do not fit whole are left out from the right.
+    """
+
+    def __init__(self, *, id: str) -> None:
+        super().__init__(id=id, cursor_type="row", zebra_stripes=True)
+        self._entries: list[HistoryEntry] = []
+        self._built_width = -1
+
+    def show_entries(self, entries: Sequence[HistoryEntry]) -> None:
+        self._entries = list(entries)
+        self._rebuild()
+
+    def on_resize(self, event: events.Resize) -> None:
+        if event.size.width != self._built_width:
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        rows = [history_cells(entry) for entry in self._entries]
+        widths = [RESULT_WIDTH]
+        for index, label in enumerate(HISTORY_COLUMNS[1:], start=1):
+            values = [cell_len(str(row[index])) for row in rows]
+            widths.append(max([cell_len(label), *values]))
+        # Room for the vertical scrollbar is kept even while it is hidden, so
+        # the columns shown do not change as rows are added.
+        available = self.size.width - self.styles.scrollbar_size_vertical
+        shown = columns_that_fit(widths, available, self.cell_padding)
+        self._built_width = self.size.width
+        self.clear(columns=True)
+        for label, width in zip(HISTORY_COLUMNS[:shown], widths, strict=False):
+            self.add_column(label, key=label.lower(), width=width)
+        for entry, row in zip(self._entries, rows, strict=True):
+            # A row with a note grows to the height its wrapped note needs.
+            height = None if entry.note else 1
+            self.add_row(*row[:shown], height=height)
+
+
+def history_cells(entry: HistoryEntry) -> tuple[Text, str, str, Text]:
+    """Return the result, masked number, time and duration of one row."""
+    result = Text(entry.verdict.label)
+    if entry.verdict is Verdict.HIT:
+        result.stylize("bold red")
+    if entry.note:
+        result.append(f"\n{entry.note}", style="bold")
+    elapsed = "-" if entry.elapsed_ms is None else f"{entry.elapsed_ms:.0f}"
+    return (
+        result,
+        entry.masked,
+        f"{entry.at:%H:%M:%S}",
+        Text(elapsed, justify="right"),
+    )
 
 
 def key_of(outcome: ScanOutcome) -> DocumentKey | None:
@@ -90,17 +167,11 @@ class OfficerScreen(Screen[None]):
                 yield Static(id="details-mrz")
             with Vertical(id="history-box"):
                 yield Label("Session history", classes="box-title")
-                yield DataTable(id="history", cursor_type="row", zebra_stripes=True)
+                yield HistoryTable(id="history")
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
-        table = self.query_one("#history", DataTable)
-        # The result comes first: a narrow terminal clips the columns on
-        # the right, and at 80 columns it cut "NOT CHECKED" to "NOT CHECKE".
-        table.add_column("Result", key="result")
-        table.add_column("Document", key="document")
-        table.add_column("Time", key="time")
-        table.add_column("ms", key="ms")
+        self._refresh_history()
         self._refresh_status_bar()
         self.show_waiting()
 
@@ -179,7 +250,7 @@ class OfficerScreen(Screen[None]):
         self.show_waiting()
 
     def action_focus_history(self) -> None:
-        self.query_one("#history", DataTable).focus()
+        self.query_one("#history", HistoryTable).focus()
 
     def _clear_details(self) -> None:
         for name in ("fields", "checks", "warnings", "mrz"):
@@ -267,13 +338,4 @@ class OfficerScreen(Screen[None]):
         return masked
 
     def _refresh_history(self) -> None:
-        table = self.query_one("#history", DataTable)
-        table.clear()
-        for entry in self.history:
-            result = Text(entry.verdict.label)
-            if entry.verdict is Verdict.HIT:
-                result.stylize("bold red")
-            if entry.note:
-                result.append(f" {entry.note}", style="bold")
-            elapsed = "-" if entry.elapsed_ms is None else f"{entry.elapsed_ms:.0f}"
-            table.add_row(result, entry.masked, f"{entry.at:%H:%M:%S}", elapsed)
+        self.query_one("#history", HistoryTable).show_entries(self.history)

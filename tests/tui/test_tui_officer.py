@@ -143,7 +143,7 @@ async def test_backend_down_then_late_hit(client: MemoryLookup) -> None:
         assert "LATE HIT" in app.screen.heading
         assert app.bells == 1
         rows = history_rows(app)
-        assert rows[0][0].startswith("✖ HIT late")
+        assert rows[0][0] == "✖ HIT\nlate, re-check"
         assert "→ HIT 09:30" in rows[1][0]
         await pilot.press("enter")
         assert not isinstance(app.screen, HitModal)
@@ -260,7 +260,7 @@ async def test_late_possible_notifies_without_modal(client: MemoryLookup) -> Non
         await pilot.pause()
         assert not isinstance(app.screen, HitModal)
         assert app.bells == 1
-        assert history_rows(app)[0][0].startswith("≈ POSSIBLE MATCH late")
+        assert history_rows(app)[0][0] == "≈ POSSIBLE MATCH\nlate, re-check"
 
 
 async def test_offline_no_record_says_queued(client: MemoryLookup) -> None:
@@ -418,3 +418,64 @@ async def test_late_possible_keeps_hit_on_screen(client: MemoryLookup) -> None:
         assert "✖  HIT" in text
         assert "POSSIBLE" not in text
         assert app.officer.query_one(ResultBanner).has_class("hit")
+
+
+def column_keys(app: KioskApp) -> list[str]:
+    table = app.officer.query_one("#history", DataTable)
+    return [str(column.key.value) for column in table.ordered_columns]
+
+
+async def show_durations(app: KioskApp, client: MemoryLookup, pilot: object) -> None:
+    for elapsed_ms in (157.0, 4013.0, 12345.0):
+        outcome = check_text(passport("C01X00T47"), client)
+        app.show_outcome(dataclasses.replace(outcome, elapsed_ms=elapsed_ms))
+    await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def test_history_columns_fit_whole(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_durations(app, client, pilot)
+        table = app.officer.query_one("#history", DataTable)
+        used = sum(column.get_render_width(table) for column in table.ordered_columns)
+
+        assert column_keys(app) == ["result", "document", "time", "ms"]
+        assert used <= table.scrollable_content_region.width
+        assert [row[3] for row in history_rows(app)] == ["12345", "4013", "157"]
+        assert table.ordered_columns[3].width == len("12345")
+
+
+async def test_history_narrow_drops_whole_columns(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_durations(app, client, pilot)
+        await pilot.resize_terminal(80, 24)
+        await pilot.pause()
+        table = app.officer.query_one("#history", DataTable)
+        used = sum(column.get_render_width(table) for column in table.ordered_columns)
+
+        assert column_keys(app) == ["result", "document"]
+        assert used <= table.scrollable_content_region.width
+        assert history_rows(app)[0] == ["○ NO RECORD", "•••T47"]
+
+        await pilot.resize_terminal(120, 40)
+        await pilot.pause()
+        assert column_keys(app) == ["result", "document", "time", "ms"]
+
+
+async def test_history_note_wraps_below_result(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=(120, 40)) as pilot:
+        client.online = False
+        app.scan_lines(passport(SIMILAR_NUMBER), source="test reader")
+        await settle(app, pilot)
+        client.online = True
+        app.notify_late_hit(*client.recheck()[0])
+        await pilot.pause()
+        table = app.officer.query_one("#history", DataTable)
+        result_width = table.ordered_columns[0].width
+
+        assert column_keys(app) == ["result", "document", "time", "ms"]
+        assert result_width == len("≈ POSSIBLE MATCH")
+        assert history_rows(app)[1][0] == "? NOT CHECKED\n→ POSSIBLE MATCH 09:30"
+        assert table.ordered_rows[1].height == 3

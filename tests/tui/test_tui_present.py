@@ -12,7 +12,14 @@ from backend.records import LookupAnswer, Result
 from kiosk.lookup.base import BackendState, BackendStatus
 from kiosk.pipeline import check_text
 from kiosk.tui.entry import validate_entry
-from kiosk.tui.present import Verdict, banner_for, mask_number, warning_lines
+from kiosk.tui.officer import columns_that_fit
+from kiosk.tui.present import (
+    Verdict,
+    banner_for,
+    mask_number,
+    replaces_on_screen,
+    warning_lines,
+)
 from kiosk.tui.widgets import describe_backend, format_age
 from tests.tui.conftest import (
     FROZEN_NOW,
@@ -155,3 +162,31 @@ def test_not_checked_banner_without_late_alerts(client: MemoryLookup) -> None:
     details = " ".join(banner_for(outcome, queued=True, late_alerts=False).details)
     assert "Queued for re-check" in details
     assert "late HIT will be raised" not in details
+
+
+@pytest.mark.parametrize(
+    ("available", "count"),
+    [(100, 4), (44, 4), (43, 3), (30, 2), (27, 1), (5, 1), (0, 1)],
+)
+def test_columns_that_fit(available: int, count: int) -> None:
+    # Render widths with one cell of padding on either side: 18, 10, 10, 6.
+    assert columns_that_fit([16, 8, 8, 4], available, padding=1) == count
+
+
+@pytest.mark.parametrize(
+    ("late", "shown", "replaces"),
+    [
+        (Verdict.HIT, Verdict.NO_RECORD, True),
+        (Verdict.HIT, Verdict.NOT_CHECKED, True),
+        (Verdict.HIT, Verdict.POSSIBLE, True),
+        (Verdict.HIT, Verdict.HIT, True),
+        (Verdict.POSSIBLE, Verdict.NO_RECORD, True),
+        (Verdict.POSSIBLE, Verdict.NOT_CHECKED, True),
+        (Verdict.POSSIBLE, Verdict.POSSIBLE, True),
+        (Verdict.POSSIBLE, Verdict.HIT, False),
+    ],
+)
+def test_late_verdict_replaces_on_screen(
+    late: Verdict, shown: Verdict, replaces: bool
+) -> None:
+    assert replaces_on_screen(late, shown) is replaces
