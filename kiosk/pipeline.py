@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from backend.errors import InvalidRecord
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.errors import ImageError, MRZError, ReaderError
+from kiosk.lookup.deadline import shared_deadline
 from kiosk.mrz import LAYOUTS, MrzReport, RepairOutcome, RepairStatus, repair_text
 from kiosk.mrz.formats import Field
 from kiosk.mrz.parser import normalize_lines
@@ -213,14 +214,17 @@ def _finish(
             reader,
         )
 
-    answer = client.lookup(key)
-    if answer.result is Result.NO_HIT:
-        # NOTE: a second request, on most checks. Sending the look-alikes with
-        # the key in one request would also queue each of them for a re-check
-        # whenever the service is down, so they are asked for only after a
-        # NO_HIT.
-        variants = plan_lookalikes(report, state_candidates, alternatives)
-        answer = _check_lookalikes(answer, variants, client)
+    # One deadline covers both lookups and their retries, so a silent
+    # service delays the document by one time limit, not two.
+    with shared_deadline():
+        answer = client.lookup(key)
+        if answer.result is Result.NO_HIT:
+            # NOTE: a second request, on most checks. Sending the look-alikes
+            # with the key in one request would also queue each of them for a
+            # re-check whenever the service is down, so they are asked for
+            # only after a NO_HIT.
+            variants = plan_lookalikes(report, state_candidates, alternatives)
+            answer = _check_lookalikes(answer, variants, client)
     answer = _guard_no_hit(answer, _distrust_reason(outcome, report, reader_doubt))
     elapsed = (time.perf_counter() - started) * 1000
     logger.info(

@@ -4,12 +4,14 @@ readings searched, and reader doubts carried into the verdict."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
-from backend.records import DocumentKey, Result, unknown
+from backend.records import DocumentKey, LookupAnswer, Result, unknown
+from kiosk.lookup.base import BackendStatus
+from kiosk.lookup.deadline import shared_deadline_start
 from kiosk.lookup.embedded import EmbeddedLookup
 from kiosk.mrz import LAYOUTS, compose, parse
 from kiosk.mrz.compose import DocumentFields
@@ -334,3 +336,29 @@ def test_cut_variants_still_find_match(
     outcome = check_text(lines, listed_client, today=TODAY)
     assert outcome.lookup.result is Result.POSSIBLE
     assert outcome.lookup.records[0].document_number == "XP8271652"
+
+
+def test_lookups_share_one_deadline(client: EmbeddedLookup) -> None:
+    starts: list[float | None] = []
+
+    class Recording:
+        def lookup(self, key: DocumentKey) -> LookupAnswer:
+            starts.append(shared_deadline_start())
+            return client.lookup(key)
+
+        def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
+            starts.append(shared_deadline_start())
+            return client.lookup_many(keys)
+
+        def status(self) -> BackendStatus:
+            return client.status()
+
+        def close(self) -> None:
+            client.close()
+
+    outcome = check_text(_passport("NLD", "XY9876543"), Recording(), today=TODAY)
+    assert outcome.lookup.result is Result.NO_HIT
+    assert len(starts) == 2
+    assert starts[0] is not None
+    assert starts[1] == starts[0]
+    assert shared_deadline_start() is None

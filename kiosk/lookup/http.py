@@ -5,7 +5,10 @@ answers a retry from its replay cache instead of running (and auditing) the
 lookup twice. Timeouts, refused connections, 5xx statuses and malformed
 bodies all end as UNKNOWN answers with the reason.
 
-`timeout_s` bounds a whole check, retries and backoff included. httpx's own
+`timeout_s` bounds a whole check, retries and backoff included. Inside a
+`shared_deadline()` block, every lookup ends at `timeout_s` after the
+block's start, so the look-alike lookup that follows a document's main
+lookup gets only the time the main one left. httpx's own
 read timeout restarts with every byte received, so a service that sends
 its answer a byte at a time would hold the kiosk for minutes; here every
 socket read and write gets at most the time left until the check's
@@ -30,6 +33,7 @@ from backend.records import DocumentKey, LookupAnswer, Record, Result, unknown
 from backend.store.base import ChangePage
 from kiosk.errors import LookupFailed
 from kiosk.lookup.base import BackendState, BackendStatus
+from kiosk.lookup.deadline import shared_deadline_start
 
 logger = logging.getLogger(__name__)
 
@@ -203,14 +207,24 @@ class HttpLookup:
         request_id: str,
         *,
         budget_s: float | None = None,
+        deadline: float | None = None,
         **kwargs: Any,
     ) -> Any:
         """Send a request with retries; return the decoded JSON body.
 
         Raises LookupFailed with a reason fit for an UNKNOWN answer, at the
-        latest `budget_s` (default `timeout_s`) after the call.
+        latest at `deadline` (time.monotonic() seconds), or `budget_s`
+        (default `timeout_s`) after the call when no deadline is given.
         """
-        deadline = time.monotonic() + (budget_s or self.timeout_s)
+        if deadline is None:
+            deadline = time.monotonic() + (budget_s or self.timeout_s)
+        if deadline <= time.monotonic():
+            reason = (
+                f"lookup not sent: the time limit of {self.timeout_s:g} s per "
+                "check was used up by the check's earlier lookups"
+            )
+            logger.warning("request %s failed: %s", request_id, reason)
+            raise LookupFailed(reason)
         self._deadline.set(deadline)
         try:
             return self._attempts(method, path, request_id, deadline, **kwargs)
@@ -277,12 +291,26 @@ class HttpLookup:
         logger.warning("request %s failed: %s", request_id, last_reason)
         raise LookupFailed(last_reason)
 
+    def _lookup_deadline(self) -> float:
+        """Return the deadline of a lookup request: `timeout_s` from now, or
+        from the start of the enclosing `shared_deadline()` block."""
+        started = shared_deadline_start()
+        if started is None:
+            started = time.monotonic()
+        return started + self.timeout_s
+
     # -- LookupClient ----------------------------------------------------
 
     def lookup(self, key: DocumentKey) -> LookupAnswer:
         request_id = uuid.uuid4().hex
         try:
-            body = self._request("POST", "/v1/lookup", request_id, json=_key_json(key))
+            body = self._request(
+                "POST",
+                "/v1/lookup",
+                request_id,
+                deadline=self._lookup_deadline(),
+                json=_key_json(key),
+            )
             return parse_answer(body, request_id)
         except LookupFailed as exc:
             return unknown(str(exc), source=SOURCE, request_id=request_id)
@@ -302,6 +330,7 @@ class HttpLookup:
                 "POST",
                 "/v1/lookup/batch",
                 request_id,
+                deadline=self._lookup_deadline(),
                 json={"keys": [_key_json(k) for k in keys]},
             )
             items = body.get("answers") if isinstance(body, dict) else None
