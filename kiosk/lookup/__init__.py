@@ -64,7 +64,11 @@ def open_client(
             max_age=offline_max_age,
             service_url=backend_url,
         ),
-        queue=RecheckQueue(folder / "rechecks.sqlite3", on_late_hit=on_late_hit),
+        queue=RecheckQueue(
+            folder / "rechecks.sqlite3",
+            on_late_hit=on_late_hit,
+            service_url=backend_url,
+        ),
     )
     if maintain_every_s is not None:
         client.start(maintain_every_s)

@@ -7,6 +7,12 @@ callback, which must alert the officer.
 
 The file holds document keys, which are personal data: it is created with
 mode 0600 and a row is deleted once its recheck has an online answer.
+
+Kiosk processes pointed at different lookup services share one file, so
+each row stores the service URL it was queued for, and a queue opened
+for a service lists and rechecks only that service's rows. A check queued
+for service B and rechecked against service A could otherwise be removed
+on A's NO_HIT while B lists the document.
 """
 
 from __future__ import annotations
@@ -46,10 +52,20 @@ class RecheckQueue:
     """Durable queue; safe to use from several threads of one process."""
 
     def __init__(
-        self, path: Path, *, on_late_hit: LateHitCallback | None = None
+        self,
+        path: Path,
+        *,
+        on_late_hit: LateHitCallback | None = None,
+        service_url: str | None = None,
     ) -> None:
+        """Open or create the queue at `path` for the service at `service_url`.
+
+        None, for tests and tools, lists and rechecks the rows of every
+        service.
+        """
         self.path = path
         self.on_late_hit = on_late_hit
+        self.service_url = service_url.rstrip("/") if service_url else None
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
@@ -70,9 +86,17 @@ class RecheckQueue:
                         reason TEXT NOT NULL,
                         first_result TEXT NOT NULL,
                         attempts INTEGER NOT NULL DEFAULT 0,
-                        last_error TEXT
+                        last_error TEXT,
+                        service_url TEXT
                     )"""
                 )
+                columns = {
+                    row[1] for row in self._conn.execute("PRAGMA table_info(rechecks)")
+                }
+                if "service_url" not in columns:
+                    self._conn.execute(
+                        "ALTER TABLE rechecks ADD COLUMN service_url TEXT"
+                    )
         except sqlite3.Error as exc:
             raise LookupFailed(f"cannot open the recheck queue {path}: {exc}") from exc
 
@@ -84,8 +108,8 @@ class RecheckQueue:
                 with self._conn:
                     cursor = self._conn.execute(
                         "INSERT INTO rechecks (issuing_state, document_type,"
-                        " document_number, queued_at, reason, first_result)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        " document_number, queued_at, reason, first_result,"
+                        " service_url) VALUES (?, ?, ?, ?, ?, ?, ?)",
                         (
                             key.issuing_state,
                             key.document_type,
@@ -93,6 +117,7 @@ class RecheckQueue:
                             dt.datetime.now(dt.UTC).isoformat(),
                             reason,
                             answer.result.value,
+                            self.service_url,
                         ),
                     )
             except sqlite3.Error as exc:
@@ -103,11 +128,24 @@ class RecheckQueue:
         logger.info("queued recheck %d (%s)", queue_id, answer.result.value)
         return queue_id
 
+    def _mine(self) -> tuple[str, tuple[str, ...]]:
+        """Return the WHERE clause and parameters that select this queue's rows."""
+        if self.service_url is None:
+            return "1 = 1", ()
+        # NOTE: rows queued before rows named their service have a NULL
+        # service_url. Every service rechecks them, as before, so a NO_HIT
+        # from another service than the one they were queued for can
+        # remove them.
+        return "(service_url = ? OR service_url IS NULL)", (self.service_url,)
+
     def pending(self) -> list[QueuedCheck]:
+        where, params = self._mine()
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, issuing_state, document_type, document_number, queued_at,"
-                " reason, first_result, attempts FROM rechecks ORDER BY id"
+                f" reason, first_result, attempts FROM rechecks WHERE {where}"
+                " ORDER BY id",
+                params,
             ).fetchall()
         return [
             QueuedCheck(
@@ -122,8 +160,11 @@ class RecheckQueue:
         ]
 
     def __len__(self) -> int:
+        where, params = self._mine()
         with self._lock:
-            row = self._conn.execute("SELECT count(*) FROM rechecks").fetchone()
+            row = self._conn.execute(
+                f"SELECT count(*) FROM rechecks WHERE {where}", params
+            ).fetchone()
         return int(row[0])
 
     def drain(self, online: LookupClient, *, batch: int = 500) -> int:

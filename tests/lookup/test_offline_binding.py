@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import fcntl
 import os
+import sqlite3
 import stat
 from pathlib import Path
 
 import pytest
 
 from backend.importer import import_csv
-from backend.records import DocumentKey, Result
+from backend.records import DocumentKey, LookupAnswer, Result
 from kiosk.errors import LookupFailed
 from kiosk.lookup import open_client
 from kiosk.lookup.http import HttpLookup
 from kiosk.lookup.offline import OfflineCopy, copy_path
+from kiosk.lookup.queue import RecheckQueue
 from kiosk.lookup.resilient import ResilientLookup
 from tests.backend.helpers import record_line, write_csv
 from tests.lookup.conftest import API_KEY, SEED_LINES, LiveService, serve_list
@@ -164,6 +166,69 @@ def test_sync_skipped_while_locked(live_service: LiveService, tmp_path: Path) ->
     assert copy.sync(feed) == live_service.store.data_version()
     copy.close()
     feed.close()
+
+
+# -- re-check queue shared by kiosks on two services ---------------------------
+
+
+def test_recheck_stays_with_its_service(tmp_path: Path) -> None:
+    folder = tmp_path / "var"
+    with serve_list(tmp_path / "b", B_LINES) as service_b:
+        b_url = service_b.url
+    # Service B is down: the check of a key on B's list is queued.
+    scan = kiosk(b_url, folder)
+    assert scan.lookup(B_ONLY_KEY).result is Result.UNKNOWN
+    scan.close()
+    with serve_list(tmp_path / "a", SEED_LINES) as service_a:
+        app = kiosk(service_a.url, folder)
+        assert app.queue is not None
+        queued_for_a = len(app.queue)
+        app.maintain()
+        app.close()
+
+    queue = RecheckQueue(folder / "rechecks.sqlite3")
+    keys = [check.key for check in queue.pending()]
+    queue.close()
+    assert queued_for_a == 0
+    assert keys == [B_ONLY_KEY]
+    queue_b = RecheckQueue(folder / "rechecks.sqlite3", service_url=b_url + "/")
+    keys_for_b = [check.key for check in queue_b.pending()]
+    queue_b.close()
+    assert keys_for_b == [B_ONLY_KEY]
+
+
+def test_queue_file_without_service_column(tmp_path: Path) -> None:
+    path = tmp_path / "rechecks.sqlite3"
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            """CREATE TABLE rechecks (
+                id INTEGER PRIMARY KEY,
+                issuing_state TEXT NOT NULL,
+                document_type TEXT NOT NULL,
+                document_number TEXT NOT NULL,
+                queued_at TEXT NOT NULL,
+                reason TEXT NOT NULL,
+                first_result TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                last_error TEXT
+            )"""
+        )
+        conn.execute(
+            "INSERT INTO rechecks (issuing_state, document_type, document_number,"
+            " queued_at, reason, first_result) VALUES"
+            " ('LTU', 'P', '00000000', '2026-12-01T00:00:00+00:00', 'down', 'UNKNOWN')"
+        )
+    conn.close()
+
+    queue = RecheckQueue(path, service_url="http://127.0.0.1:9")
+    keys = [check.key for check in queue.pending()]
+    queue.enqueue(A_HIT_KEY, LookupAnswer(Result.UNKNOWN, reason="down"))
+    count = len(queue)
+    queue.close()
+
+    assert keys == [B_ONLY_KEY]
+    assert count == 2
 
 
 # -- file modes ---------------------------------------------------------------
