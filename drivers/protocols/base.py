@@ -29,6 +29,12 @@ MRZ_SHAPES: frozenset[tuple[int, int]] = frozenset({(3, 30), (2, 36), (2, 44)})
 # `_` is not an MRZ character: readers send it for one they could not read.
 _MRZ_LINE = re.compile(r"[A-Z0-9<_]*")
 
+# Warnings a decoder logs in full after it starts and after each decoded
+# frame. Later ones are counted, and a summary line is logged each time the
+# count since the last frame doubles and when the next frame is decoded, so
+# a noisy line or a wrong baud rate cannot flood the log.
+WARNINGS_PER_RUN = 5
+
 FAULTS: tuple[str, ...] = ("garbage", "bad-bcc", "cut-line", "partial", "wrong-baud")
 Fault = Literal["garbage", "bad-bcc", "cut-line", "partial", "wrong-baud"]
 
@@ -113,6 +119,7 @@ class Decoder(abc.ABC):
 
     Invalid or incomplete frames are dropped with a logged reason that quotes
     stream offsets and lengths only; the decoder then looks for the next frame.
+    Subclasses implement `_feed`, and `_flush` where silence ends a document.
     """
 
     name: ClassVar[str] = ""
@@ -130,24 +137,45 @@ class Decoder(abc.ABC):
         # baud rate logs one line per gap between frames, not one per chunk.
         self._noise_run = 0
         self._noise_start = 0
+        # Warnings since the last decoded frame, and those of them not logged.
+        self._run_warnings = 0
+        self._unlogged_warnings = 0
+        self._last_unlogged = ""
+        self._next_summary = 2 * WARNINGS_PER_RUN
 
-    @abc.abstractmethod
     def feed(self, chunk: bytes) -> list[Frame]:
         """Add received bytes and return the frames they complete."""
+        return self._after_decode(self._feed(chunk))
 
     def flush(self) -> list[Frame]:
-        """End the current document after an idle timeout.
+        """End the current document after an idle timeout."""
+        return self._after_decode(self._flush())
 
-        The incomplete frame at the buffer start is dropped by its first byte
-        only, and the rest is decoded again: a length field read from noise
-        may have made the decoder wait for, and hold, real frames behind it.
-        Protocols whose documents end by silence override this."""
+    @abc.abstractmethod
+    def _feed(self, chunk: bytes) -> list[Frame]: ...
+
+    def _flush(self) -> list[Frame]:
+        """Drop the incomplete frame at the buffer start by its first byte
+        only, and decode the rest again.
+
+        A length field read from noise may have made the decoder wait for,
+        and hold, real frames behind it. Protocols whose documents end by
+        silence override this."""
         frames: list[Frame] = []
         while self._buffer:
             self._drop(f"incomplete frame of {len(self._buffer)} bytes at timeout")
             self._consume(1)
-            frames += self.feed(b"")
+            frames += self._feed(b"")
         self._end_noise_run()
+        return frames
+
+    def _after_decode(self, frames: list[Frame]) -> list[Frame]:
+        """Start a new run of warnings once a frame is decoded, after logging
+        how many warnings of the last run were counted but not logged."""
+        if frames:
+            self._log_unlogged()
+            self._run_warnings = 0
+            self._next_summary = 2 * WARNINGS_PER_RUN
         return frames
 
     @property
@@ -186,14 +214,48 @@ class Decoder(abc.ABC):
         self._noise_run = 0
         self.drop_count += 1
         self.dropped.append(message)
-        log.warning("%s decoder: %s", self.name, message)
+        self._warn(message)
 
     def _drop(self, reason: str) -> None:
         self._end_noise_run()
         message = f"offset {self._offset}: {reason}"
         self.drop_count += 1
         self.dropped.append(message)
-        log.warning("%s decoder dropped a frame: %s", self.name, message)
+        self._warn(f"dropped a frame: {message}")
+
+    def _warn(self, text: str) -> None:
+        """Log a warning in full, or count it once this run logged
+        WARNINGS_PER_RUN of them."""
+        self._run_warnings += 1
+        if self._run_warnings < WARNINGS_PER_RUN:
+            log.warning("%s decoder: %s", self.name, text)
+            return
+        if self._run_warnings == WARNINGS_PER_RUN:
+            log.warning(
+                "%s decoder: %s; further warnings are counted, and logged in "
+                "summary, until a frame is decoded",
+                self.name,
+                text,
+            )
+            return
+        self._unlogged_warnings += 1
+        self._last_unlogged = text
+        if self._run_warnings >= self._next_summary:
+            self._log_unlogged()
+            self._next_summary *= 2
+
+    def _log_unlogged(self) -> None:
+        if not self._unlogged_warnings:
+            return
+        log.warning(
+            "%s decoder: %d more warnings not logged (%d since the last decoded "
+            "frame); the latest: %s",
+            self.name,
+            self._unlogged_warnings,
+            self._run_warnings,
+            self._last_unlogged,
+        )
+        self._unlogged_warnings = 0
 
 
 class Encoder(abc.ABC):

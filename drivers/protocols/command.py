@@ -51,7 +51,7 @@ class CommandDecoder(Decoder):
 
     name = "command"
 
-    def feed(self, chunk: bytes) -> list[Frame]:
+    def _feed(self, chunk: bytes) -> list[Frame]:
         self._buffer += chunk
         frames: list[Frame] = []
         while True:

@@ -80,7 +80,7 @@ class FrameDecoder(Decoder):
         else:
             self._lead = bytes([SOH if fmt.header else STX])
 
-    def feed(self, chunk: bytes) -> list[Frame]:
+    def _feed(self, chunk: bytes) -> list[Frame]:
         self._buffer += chunk
         frames: list[Frame] = []
         while True:

@@ -40,7 +40,7 @@ class ImageDecoder(Decoder):
         super().__init__()
         self.max_image = max_image
 
-    def feed(self, chunk: bytes) -> list[Frame]:
+    def _feed(self, chunk: bytes) -> list[Frame]:
         self._buffer += chunk
         frames: list[Frame] = []
         while True:

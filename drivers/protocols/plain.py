@@ -39,7 +39,7 @@ class PlainLinesDecoder(Decoder):
         # belongs to the same CRLF.
         self._skip_lf = False
 
-    def feed(self, chunk: bytes) -> list[Frame]:
+    def _feed(self, chunk: bytes) -> list[Frame]:
         self._buffer += chunk
         frames: list[Frame] = []
         while self._buffer:
@@ -65,7 +65,7 @@ class PlainLinesDecoder(Decoder):
             frames.extend(self._add_line(line, line_raw))
         return frames
 
-    def flush(self) -> list[Frame]:
+    def _flush(self) -> list[Frame]:
         frames: list[Frame] = []
         if self._buffer:
             line = self._consume(len(self._buffer))

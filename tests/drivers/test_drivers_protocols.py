@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Sequence
 
 import pytest
@@ -21,7 +22,7 @@ from drivers.protocols import (
     make_decoder,
     make_encoder,
 )
-from drivers.protocols.base import garble, xor_bcc
+from drivers.protocols.base import WARNINGS_PER_RUN, garble, xor_bcc
 from drivers.protocols.command import CommandDecoder, response
 from drivers.protocols.framing import FrameFormat, build_frame
 from drivers.protocols.image import image_frame
@@ -384,3 +385,52 @@ def test_drop_count_outlives_reason_list() -> None:
         decoder.feed(b"\x02bad\x03")
     assert decoder.drop_count == 150
     assert len(decoder.dropped) == 100
+
+
+def decoder_warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+
+
+def test_decoder_warnings_rate_limited(caplog: pytest.LogCaptureFixture) -> None:
+    decoder = PlainLinesDecoder()
+    caplog.set_level(logging.WARNING, logger="drivers")
+    decoder.feed(b"not an MRZ line\r\n" * 1000)
+    flood = decoder_warnings(caplog)
+
+    assert decoder.drop_count == 1000
+    # In full up to WARNINGS_PER_RUN, then summaries at 10, 20, 40 ... 640.
+    assert len(flood) == WARNINGS_PER_RUN + 7
+    assert "further warnings are counted" in flood[WARNINGS_PER_RUN - 1]
+    assert flood[-1].startswith("plain decoder: 320 more warnings not logged (640")
+    assert "a line of 15 bytes is no MRZ line" in flood[-1]
+
+    caplog.clear()
+    frames = decoder.feed(b"\r\n".join(line.encode() for line in TD3) + b"\r\n\r\n")
+    assert mrz_lines(frames) == [TD3]
+    assert decoder_warnings(caplog) == [
+        "plain decoder: 360 more warnings not logged (1000 since the last decoded "
+        "frame); the latest: dropped a frame: offset 17000: a line of 15 bytes is "
+        "no MRZ line (0 lines held)"
+    ]
+
+    # A decoded frame starts a new run, whose warnings are logged in full.
+    caplog.clear()
+    decoder.feed(b"not an MRZ line\r\n")
+    assert len(decoder_warnings(caplog)) == 1
+    assert "dropped a frame" in decoder_warnings(caplog)[0]
+
+
+@pytest.mark.parametrize(("name", "options"), VARIANTS, ids=VARIANT_IDS)
+def test_decoder_garbage_logs_few_lines(
+    name: str, options: dict[str, bool], caplog: pytest.LogCaptureFixture
+) -> None:
+    decoder = make_decoder(name, **options)
+    caplog.set_level(logging.WARNING, logger="drivers")
+    garbage = random.Random(5).randbytes(256 * 1024)
+    for start in range(0, len(garbage), 4096):
+        decoder.feed(garbage[start : start + 4096])
+    decoder.flush()
+
+    doublings = max(decoder.drop_count, 1).bit_length()
+    assert len(decoder_warnings(caplog)) <= WARNINGS_PER_RUN + doublings
+    assert mrz_lines(decoder.feed(make_encoder(name, **options).encode(TD3))) == [TD3]
