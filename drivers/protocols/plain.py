@@ -1,8 +1,11 @@
 """Plain MRZ lines separated by CR, LF or CRLF.
 
-A document ends when its lines form a complete MRZ shape. A blank line, or
-the serial driver's idle timeout via `flush()`, ends an incomplete one, which
-is then dropped.
+A document ends at a blank line, or at the serial driver's idle timeout via
+`flush()`. Its lines must then form one complete MRZ shape. Once a document
+has a line, a line missing, a line too many or a line of another length
+drops the whole document with the reason, and its remaining lines are
+skipped, so no part of it passes as a document. A line that is no MRZ line
+before a document starts is dropped as noise.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ class PlainLinesDecoder(Decoder):
         super().__init__()
         self._lines: list[str] = []
         self._raw = bytearray()
+        # Set once a document is rejected: its remaining lines are skipped
+        # up to its end, so they do not pass as a document.
+        self._skip_to_end = False
         # A CR ended the last chunk, so an LF at the start of the next one
         # belongs to the same CRLF.
         self._skip_lf = False
@@ -51,7 +57,8 @@ class PlainLinesDecoder(Decoder):
             end = _find_line_end(self._buffer)
             if end < 0:
                 if len(self._buffer) > MAX_LINE:
-                    self._drop_document(f"no line end within {MAX_LINE} bytes")
+                    if not self._skip_to_end:
+                        self._reject(f"no line end within {MAX_LINE} bytes")
                     self._discard_noise(len(self._buffer))
                 break
             line = self._consume(end)
@@ -70,8 +77,7 @@ class PlainLinesDecoder(Decoder):
         if self._buffer:
             line = self._consume(len(self._buffer))
             frames.extend(self._add_line(line, line))
-        if self._lines:
-            self._drop_document("document incomplete at timeout")
+        frames.extend(self._end_document("timeout"))
         self._end_noise_run()
         self._skip_lf = False
         return frames
@@ -82,33 +88,63 @@ class PlainLinesDecoder(Decoder):
 
     def _add_line(self, line_bytes: bytes, line_raw: bytes) -> list[Frame]:
         if not line_bytes:
-            if self._lines:
-                self._drop_document("document incomplete at a blank line")
+            return self._end_document("a blank line")
+        if self._skip_to_end:
             return []
         try:
             line = line_bytes.decode("ascii")
         except UnicodeDecodeError:
             line = None
         if line is None or len(line) not in _LINE_LENGTHS:
-            self._drop_document(f"a line of {len(line_bytes)} bytes is no MRZ line")
+            self._reject(f"a line of {len(line_bytes)} bytes is no MRZ line")
             return []
         reason = check_mrz_lines([line] * _LINE_COUNTS[len(line)])
         if reason is not None:
-            self._drop_document(reason)
+            self._reject(reason)
             return []
-        if self._lines and len(self._lines[0]) != len(line):
-            # Resynchronise: this line may start the next document.
-            self._drop_document(
-                f"line of length {len(line)} after lines of {len(self._lines[0])}"
-            )
+        if self._lines:
+            held_length = len(self._lines[0])
+            shape_lines = _LINE_COUNTS[held_length]
+            number = len(self._lines) + 1
+            if number > shape_lines:
+                self._reject(
+                    f"line {number} follows a complete MRZ of {shape_lines} "
+                    f"lines of {held_length} characters"
+                )
+                return []
+            if len(line) != held_length:
+                self._reject(
+                    f"line {number} has length {len(line)}, expected {held_length}"
+                )
+                return []
         self._lines.append(line)
         self._raw += line_raw
-        if len(self._lines) < _LINE_COUNTS[len(line)]:
+        return []
+
+    def _end_document(self, at: str) -> list[Frame]:
+        """End the document at a blank line or timeout: return it as a frame
+        when its lines form a complete MRZ, and drop it otherwise."""
+        if self._skip_to_end:
+            self._skip_to_end = False
+            return []
+        if not self._lines:
+            return []
+        if len(self._lines) < _LINE_COUNTS[len(self._lines[0])]:
+            self._drop_document(f"document incomplete at {at}")
             return []
         frame = MrzFrame(self._lines, bytes(self._raw))
         self._lines = []
         self._raw.clear()
         return [frame]
+
+    def _reject(self, reason: str) -> None:
+        """Drop the document begun, skipping its remaining lines, or drop the
+        line alone as noise when no document has begun."""
+        if not self._lines:
+            self._drop_document(reason)
+            return
+        self._drop_document(f"{reason}; the document is skipped up to its end")
+        self._skip_to_end = True
 
     def _drop_document(self, reason: str) -> None:
         self._drop(f"{reason} ({len(self._lines)} lines held)")

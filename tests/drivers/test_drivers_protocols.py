@@ -160,11 +160,19 @@ def test_plain_timeout_ends_last_line_without_terminator() -> None:
     assert mrz_lines(decoder.flush()) == [TD3]
 
 
-def test_plain_mixed_lengths_resync_to_new_document() -> None:
+def test_plain_mixed_lengths_rejected_whole() -> None:
     decoder = PlainLinesDecoder()
     data = TD1[0].encode() + b"\r\n" + PlainLinesEncoder().encode(TD3)
+    assert mrz_lines(decoder.feed(data)) == []
+    assert "line 2 has length 44, expected 30" in decoder.dropped[-1]
+    assert mrz_lines(decoder.feed(PlainLinesEncoder().encode(TD3))) == [TD3]
+
+
+def test_plain_noise_line_before_document_skipped() -> None:
+    decoder = PlainLinesDecoder()
+    data = b"noise\r\n" + PlainLinesEncoder().encode(TD3)
     assert mrz_lines(decoder.feed(data)) == [TD3]
-    assert "after lines of 30" in decoder.dropped[-1]
+    assert "a line of 5 bytes is no MRZ line (0 lines held)" in decoder.dropped[-1]
 
 
 def test_plain_long_noise_without_line_end() -> None:
@@ -434,3 +442,63 @@ def test_decoder_garbage_logs_few_lines(
     doublings = max(decoder.drop_count, 1).bit_length()
     assert len(decoder_warnings(caplog)) <= WARNINGS_PER_RUN + doublings
     assert mrz_lines(decoder.feed(make_encoder(name, **options).encode(TD3))) == [TD3]
+
+
+@pytest.mark.parametrize(("name", "options"), VARIANTS, ids=VARIANT_IDS)
+@pytest.mark.parametrize(
+    "lines",
+    [
+        [TD3[0], TD3[1], TD3[1]],
+        [TD3[0], TD3[1], TD3[0], TD3[1]],
+        [*TD1, TD1[2]],
+        [TD2[0], TD2[1], TD2[1]],
+        [TD3[0]],
+        [TD3[0], TD3[1][:40]],
+        [TD3[0] + "<<", TD3[1] + "<<"],
+        [TD1[0], TD3[0], TD3[1]],
+        [TD3[0], TD3[1], TD1[0]],
+        [TD3[0], TD3[1][:40], TD3[0], TD3[1]],
+    ],
+    ids=[
+        "3x44",
+        "4x44",
+        "4x30",
+        "3x36",
+        "1x44",
+        "44-40",
+        "2x46",
+        "30-44-44",
+        "44-44-30",
+        "44-40-44-44",
+    ],
+)
+def test_wrong_line_count_or_length_rejected(
+    name: str, options: dict[str, bool], lines: list[str]
+) -> None:
+    encoder = make_encoder(name, **options)
+    decoder = make_decoder(name, **options)
+    frames = decoder.feed(encoder.encode(lines))
+    frames += decoder.flush()
+
+    assert mrz_lines(frames) == []
+    assert decoder.drop_count >= 1
+    assert mrz_lines(decoder.feed(encoder.encode(TD3))) == [TD3]
+
+
+def test_plain_extra_line_reason() -> None:
+    decoder = PlainLinesDecoder()
+    stream = b"\r\n".join(line.encode() for line in [*TD3, TD3[1]]) + b"\r\n\r\n"
+
+    assert decoder.feed(stream) == []
+    assert "line 3 follows a complete MRZ of 2 lines of 44" in decoder.dropped[-1]
+    assert decoder.pending == 0
+
+
+def test_plain_complete_document_waits_for_end() -> None:
+    decoder = PlainLinesDecoder()
+    stream = b"\r\n".join(line.encode() for line in TD3) + b"\r\n"
+
+    assert decoder.feed(stream) == []
+    assert decoder.needs_flush
+    assert mrz_lines(decoder.flush()) == [TD3]
+    assert list(decoder.dropped) == []
