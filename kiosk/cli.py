@@ -221,7 +221,7 @@ def _run_scan(args: argparse.Namespace, out: TextIO | None = None) -> int:
                 outcome = _not_checked("-", str(path), problem, 0.0)
                 outcome = _with_elapsed(outcome, 0.0)
             else:
-                outcome = check_image(path, client, source=str(path))
+                outcome = check_image(path, client, source=display_path(path))
             output.outcome(outcome, client)
     finally:
         client.close()
@@ -248,14 +248,74 @@ def _documents_from_args(lines: Sequence[str]) -> list[list[str]]:
 
 def _run_parse(args: argparse.Namespace, out: TextIO | None = None) -> int:
     output = _Output(out or sys.stdout, args.json)
+    from kiosk.pipeline import _not_checked
+
     client = _open_for_run(args, output)
     try:
         for number, lines in enumerate(_documents_from_args(args.lines), start=1):
-            outcome = check_text(lines, client, source=f"text #{number}")
+            source = f"text #{number}"
+            problem = undecodable_byte(lines)
+            if problem is not None:
+                outcome = _not_checked("-", source, problem, 0.0)
+                outcome = _with_elapsed(outcome, 0.0)
+            else:
+                outcome = check_text(lines, client, source=source)
             output.outcome(outcome, client)
     finally:
         client.close()
     return 0
+
+
+# Python keeps each byte of a file name or of standard input that is not
+# UTF-8 as one lone surrogate, U+DC80 to U+DCFF (PEP 383).
+_ESCAPED_BYTES = range(0xDC80, 0xDD00)
+
+
+def display_path(path: Path) -> str:
+    """Return a path as valid text, with each byte that is not UTF-8 written
+    as a `\\xNN` escape."""
+    return os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def valid_text(text: str) -> str:
+    """Write the undecodable bytes in `text` as `\\xNN` escapes, so that it
+    encodes as UTF-8."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        # A surrogate that stands for no byte: escape it as a code point.
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def _valid_json(value: object) -> object:
+    """Apply `valid_text` to every string in a JSON value."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, dict):
+        return {valid_text(str(k)): _valid_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_valid_json(item) for item in value]
+    return value
+
+
+def undecodable_byte(lines: Sequence[str]) -> str | None:
+    """Return why MRZ lines hold a byte that is not UTF-8 text, or None.
+
+    Lines and positions are counted as the MRZ parser counts them: blank
+    lines left out, and surrounding white space stripped.
+    """
+    stripped = [line.strip() for line in lines if line.strip()]
+    for line_no, line in enumerate(stripped, start=1):
+        for position, char in enumerate(line, start=1):
+            if ord(char) in _ESCAPED_BYTES:
+                return (
+                    f"invalid MRZ: line {line_no} position {position} contains "
+                    f"the byte 0x{ord(char) - 0xDC00:02X}, which is not UTF-8 "
+                    "text; only A-Z, 0-9 and '<' are allowed. Rescan the "
+                    "document or correct the line."
+                )
+    return None
 
 
 def _open_for_run(args: argparse.Namespace, output: _Output) -> LookupClient:
@@ -294,7 +354,7 @@ class _Output:
 
     def outcome(self, outcome: ScanOutcome, client: LookupClient) -> None:
         if self.as_json:
-            text = json.dumps(outcome.to_json(), ensure_ascii=False)
+            text = json.dumps(_valid_json(outcome.to_json()), ensure_ascii=False)
         else:
             text = format_outcome(outcome, backend=_backend_after(outcome, client))
         self._write(text)
@@ -311,7 +371,7 @@ class _Output:
                 "first_result": check.first_result.value,
                 "lookup": answer.to_json(),
             }
-            text = json.dumps({"late_recheck": late}, ensure_ascii=False)
+            text = json.dumps(_valid_json({"late_recheck": late}), ensure_ascii=False)
         else:
             text = format_late_hit(check, answer)
         self._write(text)
@@ -350,8 +410,9 @@ _SHORT_VERDICT = {
 
 
 def printable(text: str) -> str:
-    """Escape control characters, so a file name cannot break the output."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    """Escape control characters and undecodable bytes, so a file name
+    cannot break the output."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in valid_text(text))
 
 
 def describe_age(age: dt.timedelta | None) -> str:
