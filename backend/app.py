@@ -184,6 +184,30 @@ class _Metrics:
             "Records in the current data version",
             registry=self.registry,
         )
+        # Labelled children by label values, because `labels()` takes a lock
+        # and checks its arguments on every call, three times per request.
+        self._request_counts: dict[tuple[str, int], Counter] = {}
+        self._latencies: dict[str, Histogram] = {}
+        self._lookup_counts: dict[Result, Counter] = {}
+
+    def count_request(self, endpoint: str, status: int) -> None:
+        child = self._request_counts.get((endpoint, status))
+        if child is None:
+            child = self.requests.labels(endpoint, str(status))
+            self._request_counts[(endpoint, status)] = child
+        child.inc()
+
+    def latency_of(self, endpoint: str) -> Histogram:
+        child = self._latencies.get(endpoint)
+        if child is None:
+            child = self._latencies[endpoint] = self.latency.labels(endpoint)
+        return child
+
+    def lookups_of(self, result: Result) -> Counter:
+        child = self._lookup_counts.get(result)
+        if child is None:
+            child = self._lookup_counts[result] = self.lookups.labels(result.value)
+        return child
 
 
 class _RateLimiter:
@@ -451,8 +475,8 @@ class _GuardMiddleware:
         finally:
             if endpoint is None:
                 endpoint = getattr(scope.get("route"), "path", "other")
-            self.metrics.requests.labels(endpoint, str(status_holder["status"])).inc()
-            self.metrics.latency.labels(endpoint).observe(time.perf_counter() - started)
+            self.metrics.count_request(endpoint, status_holder["status"])
+            self.metrics.latency_of(endpoint).observe(time.perf_counter() - started)
 
     async def _read_body(self, receive: Receive) -> bytes | None:
         chunks: list[bytes] = []
@@ -755,7 +779,7 @@ def create_app(
             ) from exc
         counts = collections.Counter(results)
         for result, count in counts.items():
-            metrics.lookups.labels(result.value).inc(count)
+            metrics.lookups_of(result).inc(count)
         body = encoder.batch_body(request_id, texts) if batch else texts[0].encode()
         return body, results
 

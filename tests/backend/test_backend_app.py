@@ -241,6 +241,24 @@ def test_health_ready_metrics_openapi(client: TestClient) -> None:
     assert {"/v1/lookup", "/v1/lookup/batch", "/v1/changes"} <= set(paths)
 
 
+def test_metrics_count_each_request(client: TestClient) -> None:
+    for _ in range(2):
+        client.post("/v1/lookup", json=key_json(), headers=AUTH)
+    client.post("/v1/lookup", json=key_json())
+    batch = {"keys": [key_json(), key_json("X1234567"), key_json("12345")]}
+    client.post("/v1/lookup/batch", json=batch, headers=AUTH)
+    metrics = client.get("/metrics").text
+    requests = "kiosk_backend_requests_total"
+    assert f'{requests}{{endpoint="/v1/lookup",status="200"}} 2.0' in metrics
+    assert f'{requests}{{endpoint="/v1/lookup",status="401"}} 1.0' in metrics
+    assert f'{requests}{{endpoint="/v1/lookup/batch",status="200"}} 1.0' in metrics
+    assert 'kiosk_backend_lookups_total{result="HIT"} 3.0' in metrics
+    assert 'kiosk_backend_lookups_total{result="NO_HIT"} 1.0' in metrics
+    assert 'kiosk_backend_lookups_total{result="POSSIBLE"} 1.0' in metrics
+    latency = 'kiosk_backend_request_seconds_count{endpoint="/v1/lookup"} 3.0'
+    assert latency in metrics
+
+
 def test_ready_fails_without_data(sqlite_store: Store, tmp_path: Path) -> None:
     with make_client(sqlite_store, tmp_path) as client:
         response = client.get("/ready")
