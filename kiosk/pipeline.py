@@ -121,7 +121,12 @@ def check_image(
         else:
             result = reader.read_image(image)
     except (ImageError, ReaderError) as exc:
-        logger.warning("scan %s: image not read: %s", scan_id, type(exc).__name__)
+        # These messages name at most the image file, never MRZ text. repr
+        # keeps a newline or an undecodable byte in a file name from
+        # breaking the log line.
+        logger.warning(
+            "scan %s: image not read: %s: %r", scan_id, type(exc).__name__, str(exc)
+        )
         return _not_checked(scan_id, label, str(exc), started)
     if result.repair is None:
         reason = _with_next_step(result.rejection or "MRZ not read")
