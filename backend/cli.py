@@ -164,7 +164,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     if args.workers > 1:
         return _serve_workers(args)
-    store = open_store(_store_url(args.store))
+    # A mistyped path must not become a new, empty store in new folders.
+    store = open_store(_store_url(args.store), create=False)
     audit = AuditLog.open(Path(args.audit_log), fsync=args.audit_fsync)
     settings = ServiceSettings(
         rate_per_terminal=args.rate_limit, burst_per_terminal=args.rate_limit * 2
@@ -218,7 +219,7 @@ def _serve_workers(args: argparse.Namespace) -> int:
 
     store_url = _store_url(args.store)
     # Fail here, once, rather than in every worker.
-    open_store(store_url).close()
+    open_store(store_url, create=False).close()
     os.environ[WORKER_CONFIG_ENV] = json.dumps(
         {
             "store": store_url,

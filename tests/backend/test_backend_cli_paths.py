@@ -1,0 +1,71 @@
+"""kiosk-backend paths: serve needs an existing store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from backend.cli import main
+from tests.backend.helpers import record_line, write_csv
+
+
+class UvicornCalls:
+    """Stand-in for uvicorn.run that records its calls instead of serving."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self, *args: object, **kwargs: object) -> None:
+        self.calls += 1
+
+
+@pytest.fixture
+def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> UvicornCalls:
+    calls = UvicornCalls()
+    monkeypatch.setattr("uvicorn.run", calls)
+    return calls
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_missing_store_folder_rejected(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    uvicorn_calls: UvicornCalls,
+    workers: str,
+) -> None:
+    store = tmp_path / "missing" / "dir" / "x.sqlite3"
+    argv = ["serve", "--store", f"sqlite:///{store}", "--workers", workers]
+
+    code = main([*argv, "--audit-log", str(tmp_path / "audit.jsonl")])
+
+    assert code == 1
+    assert f"store file {store} not found" in capsys.readouterr().err
+    assert not (tmp_path / "missing").exists()
+    assert uvicorn_calls.calls == 0
+
+
+def test_serve_missing_store_file_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uvicorn_calls: UvicornCalls
+) -> None:
+    store = tmp_path / "x.sqlite3"
+    argv = ["serve", "--store", f"sqlite:///{store}"]
+
+    assert main([*argv, "--audit-log", str(tmp_path / "audit.jsonl")]) == 1
+    assert not store.exists()
+    assert uvicorn_calls.calls == 0
+
+
+def test_serve_imported_store_starts(
+    tmp_path: Path, uvicorn_calls: UvicornCalls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gc.freeze would keep this test process's objects for good.
+    monkeypatch.setattr("backend.app.freeze_startup_objects", lambda: None)
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
+    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+
+    code = main(["serve", "--store", url, "--audit-log", str(tmp_path / "a.jsonl")])
+
+    assert code == 0
+    assert uvicorn_calls.calls == 1
