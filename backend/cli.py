@@ -336,7 +336,14 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser("audit", help="audit log tools")
     audit_commands = audit.add_subparsers(dest="audit_command", required=True)
     check = audit_commands.add_parser("verify", help="detect edited or removed entries")
-    check.add_argument("--log", default=str(DEFAULT_AUDIT_LOG), help="audit log file")
+    check.add_argument(
+        "--audit-log",
+        "--log",
+        dest="log",
+        default=str(DEFAULT_AUDIT_LOG),
+        help=f"audit log file, as given to serve --audit-log (default: "
+        f"{DEFAULT_AUDIT_LOG})",
+    )
     check.add_argument("--key", help="audit key file (default: LOG.key)")
     check.set_defaults(handler=cmd_audit_verify)
     return parser

@@ -1,4 +1,5 @@
-"""kiosk-backend paths: serve needs an existing store."""
+"""kiosk-backend paths: serve needs an existing store, and audit verify
+takes the audit log under the option name serve uses."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import pytest
 
 from backend.cli import main
 from tests.backend.helpers import record_line, write_csv
+from tests.backend.test_backend_audit import write_entries
 
 
 class UvicornCalls:
@@ -69,3 +71,14 @@ def test_serve_imported_store_starts(
 
     assert code == 0
     assert uvicorn_calls.calls == 1
+
+
+@pytest.mark.parametrize("option", ["--audit-log", "--log"])
+def test_audit_verify_log_option(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    log = tmp_path / "audit.jsonl"
+    write_entries(log, 3)
+
+    assert main(["audit", "verify", option, str(log)]) == 0
+    assert "3 entries, chain intact" in capsys.readouterr().out
