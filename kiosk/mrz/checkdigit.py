@@ -10,26 +10,44 @@ summed, and the sum modulo 10 is the check digit.
 
 from __future__ import annotations
 
+import operator
+
 from kiosk.errors import MRZError
 
 MRZ_ALPHABET = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789<")
-_WEIGHTS = (7, 3, 1)
+_VALUES = {
+    **{str(d): d for d in range(10)},
+    **{chr(ord("A") + i): 10 + i for i in range(26)},
+    "<": 0,
+}
+# The 7-3-1 weights laid out for the longest checked text (a TD1 composite
+# covers 59 characters); repair checks thousands of candidate readings, so
+# the weights are not recomputed per character.
+_WEIGHTS = (7, 3, 1) * 40
+
+
+def _invalid(char: str) -> MRZError:
+    return MRZError(f"invalid MRZ character {char!r}: allowed are A-Z, 0-9 and '<'")
 
 
 def char_value(char: str) -> int:
     """Return the check-digit value of one MRZ character."""
-    if char.isdigit() and char.isascii():
-        return ord(char) - ord("0")
-    if "A" <= char <= "Z":
-        return ord(char) - ord("A") + 10
-    if char == "<":
-        return 0
-    raise MRZError(f"invalid MRZ character {char!r}: allowed are A-Z, 0-9 and '<'")
+    try:
+        return _VALUES[char]
+    except KeyError:
+        raise _invalid(char) from None
 
 
 def compute_check_digit(text: str) -> str:
     """Return the check digit of `text` as a one-character string."""
-    total = sum(char_value(c) * _WEIGHTS[i % 3] for i, c in enumerate(text))
+    if len(text) > len(_WEIGHTS):
+        weights: tuple[int, ...] = (7, 3, 1) * (len(text) // 3 + 1)
+    else:
+        weights = _WEIGHTS
+    try:
+        total = sum(map(operator.mul, map(_VALUES.__getitem__, text), weights))
+    except KeyError as exc:
+        raise _invalid(str(exc.args[0])) from None
     return str(total % 10)
 
 

@@ -15,6 +15,7 @@ import logging
 import math
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -513,34 +514,36 @@ def _merge_twins(alternatives: Alternatives) -> Alternatives:
     return merged
 
 
-def _doubt_twins(alternatives: Alternatives) -> Alternatives:
-    """Give O and 0 at least TWIN_FLOOR of each other's probability where
-    the field allows both, so that repair finds every reading the check
-    digits cannot tell apart and reports it as ambiguous."""
+def _doubt_twins(alternatives: Alternatives, soft: Callable[[], bool]) -> Alternatives:
+    """Where a field allows both O and 0 and the band is `soft`, give each
+    at least TWIN_FLOOR of the other's probability, so that repair finds
+    every reading the check digits cannot tell apart and reports it as
+    ambiguous. `soft` is asked only when such a position exists."""
     read = ["".join(c[0][0] for c in line) for line in alternatives]
     try:
         classes = LAYOUTS[detect_format(read)].char_classes()
     except MRZError:
         return alternatives
-    out: Alternatives = []
+    places = []
     for ln, line in enumerate(alternatives):
-        row = []
         for pos, cands in enumerate(line):
-            char, p = cands[0]
-            twin = _TWINS.get(char)
-            allowed = ALLOWED[classes[ln][pos]] if pos < len(classes[ln]) else set()
-            probs = dict(cands)
-            if (
-                twin is None
-                or twin not in allowed
-                or probs.get(twin, 0.0) >= TWIN_FLOOR
-            ):
-                row.append(list(cands))
+            twin = _TWINS.get(cands[0][0])
+            if twin is None or pos >= len(classes[ln]):
                 continue
-            probs[char] = p - TWIN_FLOOR
-            probs[twin] = probs.get(twin, 0.0) + TWIN_FLOOR
-            row.append(sorted(probs.items(), key=lambda item: -item[1]))
-        out.append(row)
+            if (
+                twin in ALLOWED[classes[ln][pos]]
+                and dict(cands).get(twin, 0.0) < TWIN_FLOOR
+            ):
+                places.append((ln, pos))
+    if not places or not soft():
+        return alternatives
+    out: Alternatives = [[list(cands) for cands in line] for line in alternatives]
+    for ln, pos in places:
+        char = out[ln][pos][0][0]
+        probs = dict(out[ln][pos])
+        probs[char] -= TWIN_FLOOR
+        probs[_TWINS[char]] = probs.get(_TWINS[char], 0.0) + TWIN_FLOOR
+        out[ln][pos] = sorted(probs.items(), key=lambda item: -item[1])
     return out
 
 
@@ -558,8 +561,7 @@ def _finish(
     _fill_reading(result, best)
     result.lines = tuple("".join(c[0][0] for c in line) for line in alternatives)
     alternatives = _merge_twins(alternatives)
-    if _sharpness(best) < SOFT_SHARPNESS:
-        alternatives = _doubt_twins(alternatives)
+    alternatives = _doubt_twins(alternatives, lambda: _sharpness(best) < SOFT_SHARPNESS)
     result.alternatives = alternatives
     outcome = repair(result.alternatives)
     result.repair = outcome

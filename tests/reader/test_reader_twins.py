@@ -38,7 +38,8 @@ def test_soft_visa_with_cancelling_o_and_0_is_not_accepted() -> None:
 
 def test_doubt_twins_only_where_the_field_allows_both() -> None:
     alternatives = [[[(c, 1.0)] for c in line] for line in VISA]
-    doubted = rd._doubt_twins(alternatives)
+    assert rd._doubt_twins(alternatives, lambda: False) == alternatives
+    doubted = rd._doubt_twins(alternatives, lambda: True)
     # Position 2 of the number may be O or 0; the birth date's 0 may not.
     assert dict(doubted[1][1]) == {"0": 1.0 - rd.TWIN_FLOOR, "O": rd.TWIN_FLOOR}
     assert doubted[1][15] == [("0", 1.0)]
