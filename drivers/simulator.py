@@ -81,6 +81,23 @@ def fault_plan(faults: Sequence[str]) -> Iterator[str | None]:
     return itertools.cycle([item for fault in faults for item in (None, fault)])
 
 
+def _unsupported_fault(
+    protocol: str, fault: str, encoder: Encoder, *, header: bool
+) -> str:
+    """Say why `encoder` cannot inject `fault`, and how to make it able to."""
+    supported = ", ".join(sorted(encoder.supported_faults))
+    message = (
+        f"protocol {protocol!r} cannot inject fault {fault!r}; supported: {supported}"
+    )
+    with_bcc = make_encoder(protocol, header=header, bcc=True)
+    if fault == "bad-bcc" and fault in with_bcc.supported_faults:
+        message += (
+            ". Fault 'bad-bcc' corrupts the block check, which is off: add "
+            '--bcc on, or set bcc = "on" in the simulator\'s kiosk.toml section'
+        )
+    return message
+
+
 class ScannerSimulator:
     """Plays documents on the master side of a pty.
 
@@ -111,10 +128,8 @@ class ScannerSimulator:
                 raise DriverConfigError(f"protocol {protocol!r} sends {wanted} only")
         for fault in faults:
             if fault not in self.encoder.supported_faults:
-                supported = ", ".join(sorted(self.encoder.supported_faults))
                 raise DriverConfigError(
-                    f"protocol {protocol!r} cannot inject fault {fault!r}; "
-                    f"supported: {supported}"
+                    _unsupported_fault(protocol, fault, self.encoder, header=header)
                 )
         self.faults = list(faults)
         self.interval_s = interval_s

@@ -210,3 +210,19 @@ def test_cli_simulate_scanner_image_needs_files(
 
 def test_readable_names_controls() -> None:
     assert readable(b"\x02AB\r\x03\xff") == "<STX>AB<CR><ETX>\\xff"
+
+
+def test_cli_simulate_scanner_bad_bcc_needs_bcc(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(["simulate-scanner", "--protocol", "stx-etx", "--fault", "bad-bcc"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot inject fault 'bad-bcc'" in err
+    assert "add --bcc on" in err
+
+
+def test_cli_simulate_scanner_plain_bad_bcc_no_hint(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert run(["simulate-scanner", "--protocol", "plain", "--fault", "bad-bcc"]) == 2
+    assert "--bcc on" not in capsys.readouterr().err
