@@ -20,9 +20,9 @@ _VALUES = {
     **{chr(ord("A") + i): 10 + i for i in range(26)},
     "<": 0,
 }
-# The 7-3-1 weights laid out for the longest checked text (a TD1 composite
-# covers 59 characters); repair checks thousands of candidate readings, so
-# the weights are not recomputed per character.
+# The 7-3-1 weights, laid out for the longest checked text (a TD1 composite
+# covers 59 characters). Repair checks thousands of candidate readings, so
+# the weights are not recomputed for each character.
 _WEIGHTS = (7, 3, 1) * 40
 
 

@@ -96,7 +96,7 @@ SURE_P = 0.9
 # its grid moved one pitch before _realign moves it.
 REALIGN_MARGIN = 0.01
 # Below BLURRED_SHARPNESS (see _sharpness) a failed reading is put down to
-# blur. Below SOFT_SHARPNESS the width that tells OCR-B's O from 0 is gone:
+# blur. Below SOFT_SHARPNESS the width that sets OCR-B's O apart from 0 is gone:
 # a visa blurred to 1.04 read its number's two zeros as O, each at 0.99.
 # Of 60 rendered benchmark images, one heavily damaged one was that soft.
 BLURRED_SHARPNESS = 0.9
@@ -515,10 +515,12 @@ def _merge_twins(alternatives: Alternatives) -> Alternatives:
 
 
 def _doubt_twins(alternatives: Alternatives, soft: Callable[[], bool]) -> Alternatives:
-    """Where a field allows both O and 0 and the band is `soft`, give each
-    at least TWIN_FLOOR of the other's probability, so that repair finds
-    every reading the check digits cannot tell apart and reports it as
-    ambiguous. `soft` is asked only when such a position exists."""
+    """Give O and 0 at least TWIN_FLOOR of each other's probability where
+    a field allows both and the band is `soft`, so that repair finds every
+    reading the check digits cannot tell apart and reports it as ambiguous.
+
+    `soft` is called only when such a position exists.
+    """
     read = ["".join(c[0][0] for c in line) for line in alternatives]
     try:
         classes = LAYOUTS[detect_format(read)].char_classes()
@@ -548,7 +550,8 @@ def _doubt_twins(alternatives: Alternatives, soft: Callable[[], bool]) -> Altern
 
 
 def _sharpness(reading: _Reading) -> float:
-    """The 99th percentile of the horizontal ink gradient of the band."""
+    """Measure the band's sharpness: the 99th percentile of its horizontal
+    ink gradient."""
     gx = cv2.Sobel(reading.image.ink, cv2.CV_32F, 1, 0, ksize=3)
     return float(np.percentile(np.abs(gx), 99))
 
@@ -770,7 +773,7 @@ def _line_score(probs: FloatArray) -> float:
 
 
 def _step_grid(geometry: LineGeometry, step: int) -> LineGeometry:
-    """The same grid with glyph i at the place of glyph i + step."""
+    """Shift a grid so that its glyph i sits where glyph i + step was."""
     x0, _ = geometry.centre(step)
     return dataclasses.replace(
         geometry,

@@ -109,13 +109,13 @@ def test_correction_to_an_impossible_date_fails() -> None:
     assert "impossible dates" in str(outcome.reason)
 
 
-# An MRV-B visa whose number N06865093 holds zeros at weights 3 and 7.
+# An MRV-B visa whose number N06865093 has zeros at weights 3 and 7.
 VISA = ["V<NLDEKSTROM<<RUTH<<<<<<<<<<<<<<<<<<", "N068650936NLD8701141X3202241<<<<<<<<"]
 
 
-def test_two_o_for_zero_swaps_that_cancel_are_ambiguous() -> None:
+def test_cancelling_o_zero_swaps_ambiguous() -> None:
     # 24 x 3 + 24 x 7 = 240: reading both zeros as O keeps the check digit.
-    # The recogniser's 95 % for O means little, since OCR-B tells O from 0
+    # The recogniser's 95 % for O means little, since OCR-B's O and 0 differ
     # by width alone.
     alternatives = _sure(VISA)
     alternatives[1][1] = [("O", 0.95), ("0", 0.05)]
@@ -125,7 +125,7 @@ def test_two_o_for_zero_swaps_that_cancel_are_ambiguous() -> None:
     assert outcome.uncertain == ((1, 1), (1, 6))
 
 
-def test_one_o_for_zero_swap_is_caught_by_the_check_digit() -> None:
+def test_single_o_zero_swap_repaired() -> None:
     alternatives = _sure(VISA)
     alternatives[1][1] = [("O", 0.95), ("0", 0.05)]
     outcome = repair(alternatives, today=TODAY)

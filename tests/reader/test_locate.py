@@ -32,7 +32,7 @@ def _with_dark_edge_below(seed: int) -> tuple[np.ndarray, list[str]]:
     return image, list(truth["lines"])
 
 
-def test_dark_edge_below_the_mrz_does_not_hide_its_top_line() -> None:
+def test_dark_edge_below_mrz() -> None:
     # Before the fix, the bar seeded a band that held the bottom MRZ line
     # only, and the band around both MRZ lines was dropped as its duplicate.
     image, lines = _with_dark_edge_below(42)
@@ -43,7 +43,7 @@ def test_dark_edge_below_the_mrz_does_not_hide_its_top_line() -> None:
     assert list(result.text) == lines
 
 
-def test_reads_the_benchmark_visa_over_a_dark_desk() -> None:
+def test_visa_on_dark_desk() -> None:
     # Case 141 of seed 2: the edge below the visa seeded the only band near
     # the MRZ, and that band cut the top line in half: "MRZ not found".
     (case,) = render_set(2, 1, start=141, apply_jpeg=False)

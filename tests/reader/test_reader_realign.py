@@ -35,7 +35,7 @@ def _with_line_stepped(reading: rd._Reading, line: int, step: int) -> rd._Readin
     return dataclasses.replace(reading, geometries=geometries, probs=probs)
 
 
-def test_step_grid_moves_every_glyph_by_one_place() -> None:
+def test_step_grid_moves_one_place() -> None:
     geometry = LineGeometry(10.0, 20.0, 5.0, 0.1, 25.0, 44, curve=0.05)
     for step in (-1, 1):
         moved = rd._step_grid(geometry, step)
@@ -44,7 +44,7 @@ def test_step_grid_moves_every_glyph_by_one_place() -> None:
 
 
 @pytest.mark.parametrize(("fmt", "line", "step"), [("MRVA", 0, -1), ("TD3", 1, 1)])
-def test_realign_restores_a_line_one_pitch_off(fmt: str, line: int, step: int) -> None:
+def test_realign_restores_shifted_line(fmt: str, line: int, step: int) -> None:
     reading, truth = _flat_reading(fmt, 31)
     broken = _with_line_stepped(reading, line, step)
     assert not rd._finish(broken, broken.alternatives(), {}).ok
@@ -57,12 +57,12 @@ def test_realign_restores_a_line_one_pitch_off(fmt: str, line: int, step: int) -
     assert list(result.text) == truth
 
 
-def test_realign_leaves_a_good_reading_alone() -> None:
+def test_realign_keeps_good_reading() -> None:
     reading, _ = _flat_reading("TD1", 32)
     assert rd._realign(reading) is None
 
 
-def test_reads_a_benchmark_card_whose_line_sat_one_pitch_off(
+def test_realign_rescues_damaged_card(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # Case 48 of the rendered set with seed 3, a heavily damaged TD1 card:

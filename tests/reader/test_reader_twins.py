@@ -26,7 +26,7 @@ def test_sharp_visa_reads_its_zeros() -> None:
     assert list(result.text) == VISA
 
 
-def test_soft_visa_with_cancelling_o_and_0_is_not_accepted() -> None:
+def test_soft_visa_zeros_rejected() -> None:
     # Blurred this much, the glyph network read both zeros of N06865093 as
     # O at 0.99 each, and the two swaps cancel in the check digit: the
     # reading was accepted as exact with the wrong number.
@@ -36,7 +36,7 @@ def test_soft_visa_with_cancelling_o_and_0_is_not_accepted() -> None:
     assert "unclear" in result.rejection
 
 
-def test_doubt_twins_only_where_the_field_allows_both() -> None:
+def test_doubt_twins_alnum_fields_only() -> None:
     alternatives = [[[(c, 1.0)] for c in line] for line in VISA]
     assert rd._doubt_twins(alternatives, lambda: False) == alternatives
     doubted = rd._doubt_twins(alternatives, lambda: True)

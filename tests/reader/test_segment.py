@@ -38,7 +38,7 @@ def _perspective_centres() -> list[float]:
 
 
 @pytest.mark.parametrize("extra", [[], [147.0], [147.0, 60.0], [1580.0]])
-def test_grid_lands_on_every_glyph(extra: list[float]) -> None:
+def test_grid_fits_every_glyph(extra: list[float]) -> None:
     # A blob from other print or the document's edge, beyond the line's run
     # of glyphs, once shifted the whole grid by a pitch.
     xs = _perspective_centres()
@@ -48,7 +48,7 @@ def test_grid_lands_on_every_glyph(extra: list[float]) -> None:
     assert float(errors.max()) < 0.25
 
 
-def test_pieces_of_one_glyph_share_its_place() -> None:
+def test_glyph_pieces_share_place() -> None:
     # Glare can break a glyph into two blobs a pixel or two apart; each
     # used to take a grid place of its own, shifting the rest of the line.
     xs = _perspective_centres()
