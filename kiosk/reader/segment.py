@@ -243,21 +243,36 @@ def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
     heights = stats[1:, cv2.CC_STAT_HEIGHT].astype(np.float64)
     components = np.stack([lefts + widths / 2, widths, heights], axis=1)
     tall = (heights >= 0.6 * cap) & (heights <= 1.8 * cap)
+    # Glare can wash glyphs out into pieces shorter than a glyph. Pieces
+    # bridge the gaps between tall glyphs but never set the line's ends.
+    piece = ~tall & (heights >= 0.25 * cap) & (widths <= 1.5 * cap)
     boxes = sorted(
-        zip(lefts[tall].tolist(), (lefts + widths)[tall].tolist(), strict=True)
+        zip(
+            lefts[tall | piece].tolist(),
+            (lefts + widths)[tall | piece].tolist(),
+            tall[tall | piece].tolist(),
+            strict=True,
+        )
     )
 
-    # The widest run of glyphs with no gap wider than one cap height.
-    best = (0, 0)
-    start = None
-    last = -1
-    for x_lo, x_hi in boxes:
-        if start is None or x_lo - last > cap:
+    # The widest run of glyphs with no gap wider than one cap height,
+    # measured between its outermost tall glyphs.
+    best = (0.0, 0.0)
+    start: float | None = None
+    end = 0.0
+    last = -1.0
+    for x_lo, x_hi, is_tall in boxes:
+        if start is not None and x_lo - last > cap:
+            start = None
+        last = x_hi if start is None and not is_tall else max(last, x_hi)
+        if not is_tall:
+            continue
+        if start is None:
             start = x_lo
-            last = x_hi
-        last = max(last, x_hi)
-        if last - start > best[1] - best[0]:
-            best = (start, last)
+            end = x_hi
+        end = max(end, x_hi)
+        if end - start > best[1] - best[0]:
+            best = (start, end)
 
     left, right = int(best[0]), int(best[1])
     if right - left < 10 * cap:

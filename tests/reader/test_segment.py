@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from kiosk.reader.segment import LineSpan, grid_for
+from kiosk.reader.segment import LineSpan, find_lines, grid_for
 
 COUNT = 44
 
@@ -57,3 +57,33 @@ def test_glyph_pieces_share_place() -> None:
     fitted = [geometry.centre(i)[0] for i in range(COUNT)]
     errors = np.abs(np.array(fitted) - np.array(xs)) / 27.0
     assert float(errors.max()) < 0.25
+
+
+def _glyph_row(washed_out: range) -> np.ndarray:
+    """An ink map of one 36-glyph line, 24 px glyphs at a 27 px pitch, whose
+    glyphs in `washed_out` are left as two short pieces each, as glare
+    leaves them."""
+    ink = np.zeros((80, 1200), np.float32)
+    for i in range(36):
+        x = 100 + 27 * i
+        if i in washed_out:
+            ink[30:38, x : x + 8] = 1.0
+            ink[44:50, x + 10 : x + 18] = 1.0
+        else:
+            ink[28:52, x : x + 18] = 1.0
+    return ink
+
+
+def test_line_spans_glare_gap() -> None:
+    # Five washed-out glyphs left a gap wider than a cap height, and the
+    # line was measured as its longer half, too short to read.
+    (span,) = find_lines(_glyph_row(range(14, 19)))
+    assert span.left == pytest.approx(100, abs=2)
+    assert span.right == pytest.approx(100 + 27 * 35 + 18, abs=2)
+
+
+def test_line_ends_at_tall_glyphs() -> None:
+    # Pieces may bridge a gap but do not stretch the line's ends.
+    (span,) = find_lines(_glyph_row(range(32, 36)))
+    assert span.left == pytest.approx(100, abs=2)
+    assert span.right == pytest.approx(100 + 27 * 31 + 18, abs=2)
