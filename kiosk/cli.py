@@ -19,6 +19,7 @@ from kiosk.errors import ConfigError
 from kiosk.lookup.base import BackendStatus, LookupClient
 from kiosk.lookup.queue import LateHitCallback, QueuedCheck
 from kiosk.pipeline import ScanOutcome, check_image, check_text
+from kiosk.tui.present import format_age
 
 logger = logging.getLogger(__name__)
 
@@ -415,28 +416,15 @@ def printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in valid_text(text))
 
 
-def describe_age(age: dt.timedelta | None) -> str:
-    """Return an age as `45 s old`, `12 min old`, `5 h old` or `3 d old`."""
-    if age is None:
-        return "of unknown age"
-    seconds = max(0, int(age.total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s old"
-    if seconds < 3600:
-        return f"{seconds // 60} min old"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h old"
-    return f"{seconds // 86400} d old"
-
-
 def _lookup_rows(answer: LookupAnswer, backend: BackendStatus | None) -> list[str]:
     verdict = f"  lookup       {_VERDICT[answer.result]}"
     offline = answer.source == OFFLINE_SOURCE and answer.result is not Result.UNKNOWN
     if offline:
         age = backend.data_age if backend is not None else None
+        age_text = "of unknown age" if age is None else f"{format_age(age)} old"
         verdict += (
             f" (offline copy, data version {answer.data_version or 'not stated'}, "
-            f"{describe_age(age)})"
+            f"{age_text})"
         )
     elif answer.result is Result.NO_HIT and answer.data_version:
         verdict += f" (data version {answer.data_version})"

@@ -274,3 +274,17 @@ def warning_lines(outcome: ScanOutcome) -> list[str]:
     if outcome.error:
         rows.append(f"⚠ {outcome.error}")
     return rows
+
+
+def format_age(age: dt.timedelta | None) -> str:
+    """Return an age as `45 s`, `12 min`, `5 h` or `3 d`."""
+    if age is None:
+        return "age unknown"
+    seconds = max(0, int(age.total_seconds()))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86400} d"

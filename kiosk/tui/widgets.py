@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import datetime as dt
-
 from rich.text import Text
 from textual.widgets import Static
 
 from kiosk.lookup.base import BackendState, BackendStatus
-from kiosk.tui.present import BannerView, Verdict
+from kiosk.tui.present import BannerView, Verdict, format_age
 
 _BANNER_CLASSES = [verdict.css_class for verdict in Verdict] + ["waiting", "scanning"]
 
@@ -41,20 +39,6 @@ class ResultBanner(Static):
         self.remove_class(*_BANNER_CLASSES)
         self.add_class(css_class)
         self.update(text)
-
-
-def format_age(age: dt.timedelta | None) -> str:
-    """Return an age as `45 s`, `12 min`, `5 h` or `3 d`."""
-    if age is None:
-        return "age unknown"
-    seconds = max(0, int(age.total_seconds()))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min"
-    if seconds < 2 * 86400:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86400} d"
 
 
 def describe_backend(status: BackendStatus | None) -> str:

@@ -16,11 +16,12 @@ from kiosk.tui.officer import columns_that_fit
 from kiosk.tui.present import (
     Verdict,
     banner_for,
+    format_age,
     mask_number,
     replaces_on_screen,
     warning_lines,
 )
-from kiosk.tui.widgets import describe_backend, format_age
+from kiosk.tui.widgets import describe_backend
 from tests.tui.conftest import (
     FROZEN_NOW,
     STOLEN_NUMBER,
