@@ -113,8 +113,8 @@ class FolderDriver(Driver):
     def _watch(self, folder: Path) -> None:
         seen: set[str] = set()
         # Files that could not be read, with the size and mtime they had then.
-        # A writer that paused for longer than stable_s leaves a partial file;
-        # it is read again once it changes, so nothing is lost.
+        # A writer that pauses for longer than stable_s leaves a partial file,
+        # which is read again once its size or mtime changes.
         failed: dict[str, tuple[int, int]] = {}
         candidates: dict[str, _Candidate] = {}
         connected: bool | None = None

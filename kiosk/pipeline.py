@@ -308,7 +308,7 @@ for _group in LOOKALIKE_GROUPS:
 # Upper bound of extra keys looked up for one document. For 15,000 random
 # TD3 numbers (8 or 9 digits, one or two letters then digits, 9 letters or
 # digits), plan_lookalikes gave a median of 25 to 39 keys per shape and a
-# maximum of 179, so the bound cuts only numbers made almost wholly of
+# maximum of 179. So the bound cuts only numbers made almost wholly of
 # look-alike characters.
 # Those get UNKNOWN rather than a NO_HIT: a skipped variant could be the
 # printed number of a reported document.

@@ -228,10 +228,10 @@ def find_bands(gray: U8, limit: int = 4, sideways: bool = False) -> list[Band]:
     gathered: list[set[int]] = []
     for seed in seeds:
         band, members = _band_around(seed, lines)
-        # A band around the same lines as an earlier one adds nothing. One
-        # with a line the other left out does: a long dark edge below the
-        # document can seed a band that holds the bottom MRZ line but leaves
-        # out the top one, as in a rendered visa.
+        # A band around the same lines as an earlier one adds nothing, but
+        # one with a line the other left out does. A long dark edge below a
+        # document can seed a band that contains the bottom MRZ line and
+        # leaves out the top one.
         duplicate = any(
             _angle_diff(b.angle, band.angle) < 5
             and math.hypot(b.cx - band.cx, b.cy - band.cy) < b.height / 2

@@ -262,9 +262,9 @@ def _measure_line(ink: FloatArray, top: int, bottom: int) -> LineSpan | None:
     end = 0.0
     last = -1.0
     for x_lo, x_hi, is_tall in boxes:
-        if start is not None and x_lo - last > cap:
+        if x_lo - last > cap:
             start = None
-        last = x_hi if start is None and not is_tall else max(last, x_hi)
+        last = max(last, x_hi)
         if not is_tall:
             continue
         if start is None:

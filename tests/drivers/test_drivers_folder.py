@@ -99,7 +99,7 @@ def test_folder_watch_reads_new_files_once_in_order(tmp_path: Path) -> None:
     assert driver.files_read == 3
 
 
-def test_folder_watch_rereads_a_file_completed_after_a_pause(
+def test_folder_watch_rereads_completed_file(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A writer that stalls for longer than stable_s leaves a partial image.

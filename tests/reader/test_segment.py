@@ -49,8 +49,8 @@ def test_grid_fits_every_glyph(extra: list[float]) -> None:
 
 
 def test_glyph_pieces_share_place() -> None:
-    # Glare can break a glyph into two blobs a pixel or two apart; each
-    # used to take a grid place of its own, shifting the rest of the line.
+    # Glare can break a glyph into two blobs a pixel or two apart. Each
+    # used to take a grid place of its own, which shifted the rest of the line.
     xs = _perspective_centres()
     pieces = [xs[10] + 1.0, xs[25] - 1.5, xs[26] + 0.5]
     geometry = grid_for(_span(xs, pieces), COUNT)
