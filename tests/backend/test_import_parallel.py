@@ -99,9 +99,9 @@ def test_parser_crash_keeps_old_data(
     assert store.count() == 1
 
 
-@pytest.mark.parametrize(("load", "expected"), [(0.0, ["rows"]), (64.0, [])])
+@pytest.mark.parametrize(("idle", "expected"), [(1.0, ["rows"]), (0.2, [])])
 def test_default_follows_idle_cpu(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, load: float, expected: list[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, idle: float, expected: list[str]
 ) -> None:
     from backend.store import open_store
 
@@ -114,13 +114,42 @@ def test_default_follows_idle_cpu(
 
     monkeypatch.setattr(backend.importer._ChildParsedRows, "_start", spy)
     monkeypatch.setattr(backend.importer, "PARALLEL_MIN_BYTES", 1)
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(backend.importer, "_idle_cpus", lambda: idle)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
     path = write_csv(tmp_path / "f.csv", [record_line("UTO", "1")])
     with open_store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
         report = import_csv(store, path)
 
     assert calls == expected
     assert report.result.record_count == 1
+
+
+@pytest.mark.parametrize(("load", "expected"), [(0.0, True), (64.0, False)])
+def test_default_falls_back_to_load_average(
+    monkeypatch: pytest.MonkeyPatch, load: float, expected: bool
+) -> None:
+    monkeypatch.setattr(backend.importer, "_idle_cpus", lambda: None)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+
+    assert backend.importer._parse_in_child_by_default(1 << 30) is expected
+
+
+def test_default_needs_two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(backend.importer, "_idle_cpus", lambda: 1.0)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+
+    assert backend.importer._parse_in_child_by_default(1 << 30) is False
+
+
+def test_idle_cpus_reads_proc_stat() -> None:
+    if not Path("/proc/stat").exists():
+        pytest.skip("no /proc/stat on this system")
+
+    idle = backend.importer._idle_cpus(0.05)
+
+    assert idle is not None
+    assert 0.0 <= idle <= (os.cpu_count() or 1) + 1e-9
 
 
 def test_copy_text_escapes_reference() -> None:
