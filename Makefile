@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-APT_PACKAGES := tesseract-ocr tesseract-ocr-eng fonts-ocr-b tmux
+APT_PACKAGES := tesseract-ocr tesseract-ocr-eng fonts-ocr-b tmux sqlite3
 
 .PHONY: run test check lint format bench bench-read bench-lookup system-deps venv clean
 
@@ -32,7 +32,8 @@ bench-read: $(STAMP)
 bench-lookup: $(STAMP)
 	$(BIN)/python -m tools.bench_lookup $(BENCH_ARGS)
 
-# Debian packages: Tesseract and the OCR-B font. Installs only when missing,
+# Debian packages: Tesseract, the OCR-B font, tmux and the sqlite3 shell (for
+# the lookup benchmark's import floor). Installs only when missing,
 # and needs root (or sudo) the first time.
 system-deps:
 	@missing=""; for p in $(APT_PACKAGES); do \

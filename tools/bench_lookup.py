@@ -10,6 +10,15 @@ into each store with `kiosk-backend import`'s code path, then measures:
   load-generator processes, against `kiosk-backend serve` in its own
   process: p50/p99, requests/s and documents/s, and the server's peak RSS.
 
+Two anchors show what the machine allows at all, measured in the same run:
+
+* the import floor (`tools.bench_import_floor`): the same CSV file loaded by
+  the database's own bulk loader into an index-free table, then one unique
+  index, against which the store's import rate is given as a ratio;
+* the HTTP ceiling (`tools.bench_ceiling_app`): a bare uvicorn app that
+  returns a fixed body as long as a NO_HIT response, driven by the same load
+  generator, against which each store's single-lookup rate is a ratio.
+
 The load generator runs on the same machine as the service and shares its
 cores with it. The HTTP figures are therefore a lower bound for a client on
 another machine.
@@ -27,6 +36,7 @@ import os
 import platform
 import random
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,6 +53,12 @@ from backend.app import hash_api_key
 from backend.importer import FULL_HEADER, import_csv
 from backend.records import DocumentKey
 from backend.store import Store, open_store
+from tools.bench_import_floor import (
+    FloorTiming,
+    floor_rows,
+    pg_import_floor,
+    sqlite_import_floor,
+)
 
 STATES = [
     "AUS", "AUT", "BEL", "BRA", "CAN", "CHE", "CHN", "CZE", "D<<", "DNK",
@@ -53,6 +69,7 @@ STATES = [
 STATUSES = ["stolen", "lost", "revoked", "invalidated", "stolen_blank"]
 ALPHABET = "ABCDEFGHJKMNPRSTUVWXYZ0123456789"
 SAMPLE_KEYS = 100_000
+CEILING_STORE = "no store"
 API_KEY = "bench-" + uuid.uuid4().hex
 
 
@@ -303,6 +320,48 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+@dataclass(frozen=True)
+class HttpSummary:
+    """Figures from one store's HTTP runs that the HTTP ceiling uses."""
+
+    single_rate: float
+    no_hit_length: int
+
+
+def _wait_ready(url: str, server: subprocess.Popen[bytes], port: int) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or server.poll() is not None:
+            raise RuntimeError(f"benchmark server on port {port} did not become ready")
+        time.sleep(0.2)
+    if server.poll() is not None:
+        # Another process answered on the port; measuring it would be wrong.
+        raise RuntimeError(f"benchmark server failed to bind port {port}")
+
+
+def _no_hit_length(url: str) -> int:
+    """Return the body length of one NO_HIT response from the running service."""
+    # Ten characters, like `absent_keys`, so the key is never on the list.
+    key = {"issuing_state": "UTO", "document_type": "P", "document_number": "X" * 10}
+    response = httpx.post(
+        f"{url}/v1/lookup",
+        json=key,
+        headers={"Authorization": f"Bearer {API_KEY}"},
+        timeout=10,
+    )
+    if response.status_code != 200 or response.json().get("result") != "NO_HIT":
+        raise RuntimeError(
+            f"benchmark service returned HTTP {response.status_code} for an absent "
+            "key, expected 200 with result NO_HIT"
+        )
+    return len(response.content)
+
+
 def bench_http(
     store_url: str,
     keys: list[DocumentKey],
@@ -310,7 +369,7 @@ def bench_http(
     kind: str,
     results: Results,
     out: Path,
-) -> None:
+) -> HttpSummary:
     with open_store(store_url) as store:
         store.add_api_key(f"bench-{uuid.uuid4().hex[:8]}", hash_api_key(API_KEY))
     port = args.port or _free_port()
@@ -323,20 +382,10 @@ def bench_http(
         ]
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
+    single_rate = 0.0
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError("benchmark service did not become ready")
-            time.sleep(0.2)
-        if server.poll() is not None:
-            # Another process answered on the port; measuring it would be wrong.
-            raise RuntimeError(f"benchmark service failed to bind port {port}")
+        _wait_ready(url, server, port)
+        no_hit_length = _no_hit_length(url)
         runs = [("HTTP single", 1, args.http_workers)] + [
             (f"HTTP batch of {size}", size, max(1, args.http_workers // 2))
             for size in args.batch_size
@@ -357,6 +406,8 @@ def bench_http(
                 f"{len(latencies) / elapsed:,.0f} req/s",
                 f"{documents / elapsed:,.0f} documents/s",
             )
+            if batch == 1:
+                single_rate = len(latencies) / elapsed
         results.add(
             kind,
             "service peak RSS",
@@ -366,6 +417,89 @@ def bench_http(
     finally:
         server.terminate()
         server.wait(timeout=30)
+    return HttpSummary(single_rate, no_hit_length)
+
+
+def bench_ceiling(
+    keys: list[DocumentKey],
+    args: argparse.Namespace,
+    body_length: int,
+    results: Results,
+) -> float:
+    """Measure single lookups against the bare uvicorn app; return its req/s."""
+    port = args.port or _free_port()
+    server = subprocess.Popen(
+        [
+            sys.executable, "-m", "tools.bench_ceiling_app", "--port", str(port),
+            "--workers", str(args.service_workers), "--body-length", str(body_length),
+        ]
+    )  # fmt: skip
+    try:
+        _wait_ready(f"http://127.0.0.1:{port}", server, port)
+        latencies, _, elapsed = run_load(
+            port,
+            keys,
+            batch_size=1,
+            workers=args.http_workers,
+            seconds=args.http_seconds,
+        )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    rate = len(latencies) / elapsed
+    label = "HTTP ceiling: bare uvicorn app"
+    results.add(
+        CEILING_STORE,
+        f"{label} p50 / p99",
+        _pair(latencies, 1e3, "ms", 1),
+        f"{args.http_workers} client processes, keep-alive",
+    )
+    results.add(
+        CEILING_STORE,
+        f"{label} throughput",
+        f"{rate:,.0f} req/s",
+        f"fixed {body_length}-byte body, {args.service_workers} worker(s)",
+    )
+    return rate
+
+
+def ceiling_ratio_row(single_rate: float, ceiling_rate: float) -> tuple[str, str, str]:
+    """Return the (measure, value, note) row of a store's single-lookup ratio."""
+    return (
+        "HTTP single / ceiling",
+        f"{single_rate / ceiling_rate:.2f}",
+        f"{single_rate:,.0f} over {ceiling_rate:,.0f} req/s",
+    )
+
+
+def bench_import_floor(
+    kind: str,
+    csv_path: Path,
+    args: argparse.Namespace,
+    import_rate: float,
+    results: Results,
+) -> None:
+    """Measure the import floor of store `kind` and add its rows."""
+    timing: FloorTiming
+    if kind == "postgresql":
+        timing = pg_import_floor(args.pg_url, csv_path)
+        loader = "COPY"
+    else:
+        sqlite3 = shutil.which("sqlite3")
+        if sqlite3 is None:
+            results.add(
+                kind,
+                "import floor",
+                "skipped",
+                "sqlite3 shell not on PATH: install the Debian package sqlite3",
+            )
+            return
+        timing = sqlite_import_floor(
+            sqlite3, csv_path, args.out / f"floor-{args.records}.sqlite3"
+        )
+        loader = ".import"
+    for measure, value, note in floor_rows(timing, loader, import_rate):
+        results.add(kind, measure, value, note)
 
 
 def _load_average() -> str:
@@ -446,6 +580,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-http", action="store_true", help="skip the HTTP runs")
     parser.add_argument(
+        "--no-floor",
+        action="store_true",
+        help="skip the import floors (bulk load and one index with the database's "
+        "own tools)",
+    )
+    parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the HTTP ceiling (a bare uvicorn app under the same load)",
+    )
+    parser.add_argument(
         "--service-workers",
         type=int,
         default=1,
@@ -475,6 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     rng.shuffle(keys)
 
+    ceiling_rate: float | None = None
     for kind in args.stores.split(","):
         schema = None
         if kind == "sqlite":
@@ -496,12 +642,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 started = time.perf_counter()
                 report = import_csv(store, csv_path)
                 elapsed = time.perf_counter() - started
+                import_rate = report.result.record_count / elapsed
                 results.add(
                     kind,
                     "import rate",
-                    f"{report.result.record_count / elapsed:,.0f} rows/s",
+                    f"{import_rate:,.0f} rows/s",
                     f"{report.result.record_count:,} rows in {elapsed:.1f} s",
                 )
+                if not args.no_floor:
+                    bench_import_floor(kind, csv_path, args, import_rate, results)
                 bench_store_lookups(store, keys, results)
             results.add(
                 kind,
@@ -510,7 +659,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "this process, cumulative",
             )
             if not args.no_http:
-                bench_http(url, keys, args, kind, results, out)
+                summary = bench_http(url, keys, args, kind, results, out)
+                if not args.no_ceiling and ceiling_rate is None:
+                    # The ceiling does not depend on the store, so one run serves
+                    # every store.
+                    ceiling_rate = bench_ceiling(
+                        keys, args, summary.no_hit_length, results
+                    )
+                if ceiling_rate is not None:
+                    results.add(
+                        kind, *ceiling_ratio_row(summary.single_rate, ceiling_rate)
+                    )
             results.add(kind, "load average at end", _load_average(), "1 / 5 / 15 min")
         finally:
             if schema is not None:
