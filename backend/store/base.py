@@ -223,8 +223,9 @@ class Store(abc.ABC):
         """Return the records added and deleted after version `since`."""
 
     @abc.abstractmethod
-    def raw_select(self, issuing_state: str, document_number: str) -> list[Row]:
-        """Run the plain indexed SELECT on the exact key; the benchmark anchor."""
+    def raw_select(self, issuing_state: str, folded_number: str) -> list[Row]:
+        """Run the plain indexed SELECT of a lookup, on the state and folded
+        number; the benchmark anchor."""
 
     @abc.abstractmethod
     def check(self) -> None:

@@ -124,8 +124,14 @@ _FIND_MANY = _FIND_MANY_SQL.format(keys="unnest(%s::text[], %s::text[])")
 _FIND_MANY_JOINED = _FIND_MANY_SQL.format(
     keys="unnest(string_to_array(%s, ','), string_to_array(%s, ','))"
 )
-_SELECT_EXACT = (
-    f"SELECT {_COLS} FROM records WHERE issuing_state = %s AND document_number = %s"
+_SELECT_FOLDED = (
+    f"SELECT {_COLS} FROM records WHERE issuing_state = %s AND folded_number = %s"
+)
+# WHERE clause of one exact key: state, folded number, number, type. It
+# uses the key index, and the exact index of stores from before it.
+_EXACT_KEY = (
+    "issuing_state = %s AND folded_number = %s"
+    " AND document_number = %s AND document_type = %s"
 )
 _COPY_CHUNK_BYTES = 1 << 20
 # Up to this many expected records the integrity check counts them exactly;
@@ -316,10 +322,10 @@ class PostgresStore(Store):
         await pool.open(wait=False)
         return AsyncPostgresReader(self, pool)
 
-    def raw_select(self, issuing_state: str, document_number: str) -> list[Row]:
+    def raw_select(self, issuing_state: str, folded_number: str) -> list[Row]:
         with self._pool.connection() as conn:
             rows: list[Row] = conn.execute(
-                _SELECT_EXACT, (issuing_state, document_number)
+                _SELECT_FOLDED, (issuing_state, folded_number)
             ).fetchall()
         return rows
 
@@ -432,7 +438,7 @@ class PostgresStore(Store):
                     conn.execute("LOCK TABLE records IN ACCESS EXCLUSIVE MODE")
                 conn.execute("DROP TABLE IF EXISTS records")
                 conn.execute("ALTER TABLE records_new RENAME TO records")
-                for suffix in ("pkey", "exact", "folded"):
+                for suffix in ("pkey", "key"):
                     conn.execute(
                         f"ALTER INDEX records_new_{suffix} RENAME TO records_{suffix}"
                     )
@@ -476,16 +482,18 @@ class PostgresStore(Store):
                 # delta of millions of rows should COPY into a staging table.
                 for n, (line, change) in enumerate(changes, start=1):
                     row = change.row
+                    key = (row[0], row[3], row[2], row[1])
                     if change.op == "add":
-                        inserted = conn.execute(_UPSERT, row).fetchone()
+                        updated = conn.execute(
+                            _UPDATE, (*_nullable_dates(row[4:]), *key)
+                        ).fetchone()
+                        if updated is None:
+                            conn.execute(_INSERT, row)
+                            created += 1
                         added += 1
-                        created += 1 if inserted and inserted[0] else 0
                     else:
                         gone = conn.execute(
-                            "DELETE FROM records WHERE issuing_state = %s"
-                            " AND document_number = %s AND document_type = %s"
-                            " RETURNING 1",
-                            (row[0], row[2], row[1]),
+                            f"DELETE FROM records WHERE {_EXACT_KEY} RETURNING 1", key
                         ).fetchone()
                         if gone is None:
                             rejected.append(
@@ -618,32 +626,42 @@ def _split_candidates(
     return str(rows[0][0]), found
 
 
-_UPSERT = (
-    f"INSERT INTO records ({_COLS}) VALUES ({_PLACEHOLDERS})"
-    " ON CONFLICT (issuing_state, document_number, document_type) DO UPDATE SET"
-    " status = excluded.status, reported_on = excluded.reported_on,"
-    " reporting_country = excluded.reporting_country,"
-    " reference = excluded.reference, issue_date = excluded.issue_date,"
-    " expiry_date = excluded.expiry_date"
-    # xmax is 0 only on a freshly inserted row version.
-    " RETURNING (xmax = 0)"
+# An add updates the stored record with its exact key, or inserts one. Not
+# INSERT ... ON CONFLICT: its conflict target must name a unique index, and
+# stores from before the key index have another one. The delta import holds
+# an advisory lock, so no other import inserts the key in between.
+_UPDATE = (
+    "UPDATE records SET status = %s, reported_on = %s, reporting_country = %s,"
+    f" reference = %s, issue_date = %s, expiry_date = %s WHERE {_EXACT_KEY}"
+    " RETURNING 1"
 )
+_INSERT = f"INSERT INTO records ({_COLS}) VALUES ({_PLACEHOLDERS})"
 
 
-def _nullable_dates(row: Row) -> tuple[object, ...]:
+def _nullable_dates(row: Sequence[object]) -> tuple[object, ...]:
     # Delete lines leave the date columns empty; PostgreSQL needs NULL there.
     return tuple(value if value != "" else None for value in row)
 
 
+def _key_index(table: str) -> str:
+    # One index serves lookups (its first two columns), exact matches and
+    # deletes (all four), and keeps each (state, number, type) once: the
+    # folded number is a function of the number, so adding it keeps the index
+    # unique on the exact key. It replaced two indexes, records_exact and
+    # records_folded, which stores from before it keep until their next full
+    # import; every query here works with either layout.
+    return (
+        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_key ON {table}"
+        " (issuing_state, folded_number, document_number, document_type)"
+    )
+
+
+_OLD_KEY_INDEXES = ("records_exact", "records_folded")
+
+
 def _create_indexes(conn: psycopg.Connection[Any], table: str) -> None:
     conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {table}_pkey PRIMARY KEY (id)")
-    conn.execute(
-        f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_exact"
-        f" ON {table} (issuing_state, document_number, document_type)"
-    )
-    conn.execute(
-        f"CREATE INDEX {table}_folded ON {table} (issuing_state, folded_number)"
-    )
+    conn.execute(_key_index(table))
 
 
 # COPY runs without FREEZE. On PostgreSQL 15, COPY ... WITH (FREEZE) plus
@@ -704,10 +722,7 @@ def _drop_duplicates(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:
     lines. Row ids are the source line numbers during a full import."""
     try:
         with conn.transaction():
-            conn.execute(
-                "CREATE UNIQUE INDEX records_new_exact"
-                " ON records_new (issuing_state, document_number, document_type)"
-            )
+            conn.execute(_key_index("records_new"))
         return []
     except psycopg.errors.UniqueViolation:
         pass
@@ -724,14 +739,7 @@ def _drop_duplicates(conn: psycopg.Connection[Any]) -> list[tuple[int, str]]:
 
 
 # Tables and indexes a store with imported data must have.
-_REQUIRED_OBJECTS = (
-    "records",
-    "records_exact",
-    "records_folded",
-    "versions",
-    "changes",
-    "api_keys",
-)
+_REQUIRED_OBJECTS = ("records", "records_key", "versions", "changes", "api_keys")
 
 
 def _find_damage(conn: psycopg.Connection[Any], where: str) -> str | None:
@@ -752,6 +760,14 @@ def _find_damage(conn: psycopg.Connection[Any], where: str) -> str | None:
         if (row := conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()) is None
         or row[0] is None
     ]
+    if missing == ["records_key"] and not [
+        name
+        for name in _OLD_KEY_INDEXES
+        if (row := conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()) is None
+        or row[0] is None
+    ]:
+        # The layout before the single key index.
+        missing = []
     if missing:
         return (
             f"{where} is damaged: {', '.join(missing)} missing although version "

@@ -53,12 +53,26 @@ CREATE TABLE IF NOT EXISTS {name} (
 )
 """
 
+# One index serves lookups (its first two columns), exact matches and
+# deletes (all four), and keeps each (state, number, type) once: the folded
+# number is a function of the number, so adding it keeps the index unique
+# on the exact key. Stores written before this layout have two indexes,
+# records_exact and records_folded, and keep them until their next full
+# import; every query below works with either layout.
+_KEY_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records"
+    " (issuing_state, folded_number, document_number, document_type)"
+)
+_OLD_KEY_INDEXES = ("records_exact", "records_folded")
+# WHERE clause of one exact key: state, folded number, number, type.
+_EXACT_KEY = (
+    "issuing_state = ? AND folded_number = ?"
+    " AND document_number = ? AND document_type = ?"
+)
+
 _SCHEMA = [
     _RECORDS_TABLE.format(name="records"),
-    "CREATE UNIQUE INDEX IF NOT EXISTS records_exact"
-    " ON records (issuing_state, document_number, document_type)",
-    "CREATE INDEX IF NOT EXISTS records_folded"
-    " ON records (issuing_state, folded_number)",
+    _KEY_INDEX,
     """CREATE TABLE IF NOT EXISTS versions (
         seq INTEGER PRIMARY KEY,
         version TEXT NOT NULL UNIQUE,
@@ -90,8 +104,8 @@ _SCHEMA = [
     )""",
 ]
 
-_SELECT_EXACT = (
-    f"SELECT {_COLS} FROM records WHERE issuing_state = ? AND document_number = ?"
+_SELECT_FOLDED = (
+    f"SELECT {_COLS} FROM records WHERE issuing_state = ? AND folded_number = ?"
 )
 _BUSY_TIMEOUT_S = 10.0
 # Keys per batch query: three bound values each, well under SQLite's default
@@ -307,10 +321,10 @@ class SQLiteStore(Store):
             raise StoreUnavailable(f"lookup in {self.path} failed: {exc}") from exc
         return version, found
 
-    def raw_select(self, issuing_state: str, document_number: str) -> list[Row]:
+    def raw_select(self, issuing_state: str, folded_number: str) -> list[Row]:
         conn = self._reader()
         rows: list[Row] = conn.execute(
-            _SELECT_EXACT, (issuing_state, document_number)
+            _SELECT_FOLDED, (issuing_state, folded_number)
         ).fetchall()
         return rows
 
@@ -428,8 +442,6 @@ class SQLiteStore(Store):
             conn.execute("DROP TABLE IF EXISTS records")
             conn.execute("ALTER TABLE records_new RENAME TO records")
             rejected = _drop_duplicates(conn)
-            conn.execute(_SCHEMA[1])
-            conn.execute(_SCHEMA[2])
             record_count = counter.count - len(rejected)
             version = self._new_version(conn, "full", record_count)
             conn.execute("DELETE FROM changes")
@@ -472,25 +484,24 @@ class SQLiteStore(Store):
             seq = _next_seq(conn)
             for n, (line, change) in enumerate(changes, start=1):
                 row = change.row
-                key = (row[0], row[2], row[1])
+                key = (row[0], row[3], row[2], row[1])
                 exists = conn.execute(
-                    "SELECT 1 FROM records WHERE issuing_state = ?"
-                    " AND document_number = ? AND document_type = ?",
-                    key,
+                    f"SELECT 1 FROM records WHERE {_EXACT_KEY}", key
                 ).fetchone()
                 if change.op == "add":
-                    _upsert(conn, row)
+                    if exists:
+                        _update(conn, row, key)
+                    else:
+                        conn.execute(
+                            f"INSERT INTO records ({_COLS}) VALUES ({_MARKS})", row
+                        )
+                        created += 1
                     added += 1
-                    created += 0 if exists else 1
                 elif exists is None:
                     rejected.append((line, "delete of a record that is not stored"))
                     continue
                 else:
-                    conn.execute(
-                        "DELETE FROM records WHERE issuing_state = ?"
-                        " AND document_number = ? AND document_type = ?",
-                        key,
-                    )
+                    conn.execute(f"DELETE FROM records WHERE {_EXACT_KEY}", key)
                     deleted += 1
                 conn.execute(
                     f"INSERT INTO changes (version_seq, op, {_COLS})"
@@ -608,15 +619,16 @@ class _Counter:
             self._progress(self.count)
 
 
-def _upsert(conn: sqlite3.Connection, row: Row) -> None:
+def _update(conn: sqlite3.Connection, row: Row, key: tuple[object, ...]) -> None:
+    """Replace the details of the stored record with `row`'s exact key.
+
+    An UPDATE by key, not INSERT ... ON CONFLICT, because the conflict
+    target must name a unique index and the two index layouts differ.
+    """
     conn.execute(
-        f"INSERT INTO records ({_COLS}) VALUES ({_MARKS})"
-        " ON CONFLICT (issuing_state, document_number, document_type) DO UPDATE SET"
-        " status = excluded.status, reported_on = excluded.reported_on,"
-        " reporting_country = excluded.reporting_country,"
-        " reference = excluded.reference, issue_date = excluded.issue_date,"
-        " expiry_date = excluded.expiry_date",
-        row,
+        "UPDATE records SET status = ?, reported_on = ?, reporting_country = ?,"
+        f" reference = ?, issue_date = ?, expiry_date = ? WHERE {_EXACT_KEY}",
+        (*row[4:], *key),
     )
 
 
@@ -624,35 +636,30 @@ def _drop_duplicates(conn: sqlite3.Connection) -> list[tuple[int, str]]:
     """Delete later rows that repeat a (state, number, type) key; return their
     lines. The row id is the source line number during a full import."""
     try:
-        conn.execute(_SCHEMA[1])
+        conn.execute(_KEY_INDEX)
         return []
     except sqlite3.IntegrityError:
         pass
     conn.execute(
-        "CREATE INDEX records_dup ON records (issuing_state, document_number,"
-        " document_type, id)"
+        "CREATE INDEX records_dup ON records (issuing_state, folded_number,"
+        " document_number, document_type, id)"
     )
     duplicates = conn.execute(
         "SELECT r.id, (SELECT min(o.id) FROM records o"
         "  WHERE o.issuing_state = r.issuing_state"
+        "  AND o.folded_number = r.folded_number"
         "  AND o.document_number = r.document_number"
         "  AND o.document_type = r.document_type) AS first"
         " FROM records r WHERE r.id > first ORDER BY r.id"
     ).fetchall()
     conn.executemany("DELETE FROM records WHERE id = ?", [(d[0],) for d in duplicates])
     conn.execute("DROP INDEX records_dup")
+    conn.execute(_KEY_INDEX)
     return [(int(d[0]), f"duplicate of the record on line {d[1]}") for d in duplicates]
 
 
 # Tables and indexes a store with imported data must have.
-_REQUIRED_OBJECTS = (
-    "records",
-    "records_exact",
-    "records_folded",
-    "versions",
-    "changes",
-    "api_keys",
-)
+_REQUIRED_OBJECTS = ("records", "records_key", "versions", "changes", "api_keys")
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:
@@ -663,7 +670,7 @@ def _create_schema(conn: sqlite3.Connection) -> None:
         "versions" in names
         and conn.execute("SELECT 1 FROM versions LIMIT 1").fetchone() is not None
     )
-    records_schema = _SCHEMA[:3]
+    records_schema = _SCHEMA[:2]
     for statement in _SCHEMA:
         if imported and statement in records_schema:
             continue
@@ -698,6 +705,9 @@ def _find_damage(conn: sqlite3.Connection, path: Path, *, exact: bool) -> str | 
         "lookups are refused until the full list is imported again with "
         "'kiosk-backend import --store URL FILE'"
     )
+    if names.issuperset(_OLD_KEY_INDEXES):
+        # The layout before the single key index.
+        names.add("records_key")
     missing = [name for name in _REQUIRED_OBJECTS if name not in names]
     if missing:
         return (

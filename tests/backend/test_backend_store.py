@@ -9,7 +9,7 @@ import pytest
 
 from backend.errors import ImportFailed, StoreUnavailable
 from backend.importer import import_csv
-from backend.records import DocumentKey, Result, Status
+from backend.records import DocumentKey, Result, Status, fold_number
 from backend.store import Row, Store, open_store
 from tests.backend.helpers import record_line, write_csv
 
@@ -254,7 +254,7 @@ def test_api_keys(store: Store) -> None:
 
 def test_raw_select_anchor(store: Store, tmp_path: Path) -> None:
     load(store, tmp_path, BASIC)
-    rows = store.raw_select("UTO", "L898902C3")
+    rows = store.raw_select("UTO", fold_number("L898902C3"))
     assert len(rows) == 1
     assert rows[0][2] == "L898902C3"
 
