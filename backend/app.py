@@ -43,6 +43,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -600,6 +601,16 @@ def freeze_startup_objects() -> None:
     gc.freeze()
 
 
+# FastAPI's native telemetry settings: every part off (see create_app).
+TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
+
 def create_app(
     store: Store,
     *,
@@ -645,6 +656,12 @@ def create_app(
             "travel documents. NO_HIT names the data version it came from; any "
             "error is a 4xx or 5xx status, never a NO_HIT."
         ),
+        # FastAPI 0.16x traces requests with OpenTelemetry whenever a global
+        # provider is set, and adds OTLP exporters when the environment sets
+        # FASTAPI_OTEL_AUTO_CONFIGURE=true. Its logs carry exception messages.
+        # Nothing about a border check leaves this service unless an operator
+        # builds that on purpose, so all of it is off.
+        telemetry=TELEMETRY_OFF,
     )
     app.state.store = store
     app.state.metrics = metrics

@@ -9,9 +9,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import psycopg
 import pytest
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from backend.app import (
@@ -474,3 +476,25 @@ def test_worker_app_freezes_startup_objects(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert int(result.stdout.split()[-1]) > 10_000
+
+
+def test_fastapi_telemetry_stays_off(
+    sqlite_store: Store,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # These variables make FastAPI add OTLP exporters at startup. The
+    # endpoint is the loopback discard port, so nothing could leave anyway.
+    monkeypatch.setenv("FASTAPI_OTEL_AUTO_CONFIGURE", "true")
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9")
+    seed(sqlite_store, tmp_path)
+
+    with caplog.at_level(logging.DEBUG), make_client(sqlite_store, tmp_path) as client:
+        response = client.post("/v1/lookup", json=key_json(), headers=AUTH)
+        app = cast(FastAPI, client.app)
+
+    assert response.status_code == 200
+    assert not [r for r in caplog.records if r.name.startswith("fastapi")]
+    assert not app._native_telemetry.enabled()
+    assert app._telemetry["auto_configure"] is False
