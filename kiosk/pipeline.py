@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from backend.errors import InvalidRecord
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.errors import ImageError, MRZError, ReaderError
+from kiosk.lookup.base import merge_lookalikes
 from kiosk.lookup.deadline import shared_deadline
 from kiosk.mrz import LAYOUTS, MrzReport, RepairOutcome, RepairStatus, repair_text
 from kiosk.mrz.formats import Field
@@ -224,12 +225,12 @@ def _finish(
     with shared_deadline():
         answer = client.lookup(key)
         if answer.result is Result.NO_HIT:
-            # NOTE: a second request, on most checks. Sending the look-alikes
-            # with the key in one request would also queue each of them for a
-            # re-check whenever the service is down, so they are asked for
-            # only after a NO_HIT.
+            # NOTE: a second request, on most checks. The look-alikes are
+            # asked for only after a NO_HIT, so a listed document is answered
+            # HIT by its own key alone; a client that queues unanswered
+            # checks queues them with the document.
             variants = plan_lookalikes(report, state_candidates, alternatives)
-            answer = _check_lookalikes(answer, variants, client)
+            answer = _check_lookalikes(key, answer, variants, client)
     answer = _guard_no_hit(answer, _distrust_reason(outcome, report, reader_doubt))
     elapsed = (time.perf_counter() - started) * 1000
     logger.info(
@@ -422,35 +423,20 @@ def _field_probabilities(field: Field, alternatives: object) -> list[dict[str, f
 
 
 def _check_lookalikes(
-    answer: LookupAnswer, variants: LookalikeKeys, client: LookupClient
+    key: DocumentKey,
+    answer: LookupAnswer,
+    variants: LookalikeKeys,
+    client: LookupClient,
 ) -> LookupAnswer:
     """Look the variants up; a match among them makes a NO_HIT a POSSIBLE.
 
     A NO_HIT whose variants were not all looked up, because a lookup failed
     or the bound cut them, becomes UNKNOWN.
     """
-    answers = client.lookup_many(variants.keys) if variants.keys else []
-    records = tuple(
-        record
-        for variant in answers
-        if variant.result in (Result.HIT, Result.POSSIBLE)
-        for record in variant.records
-    )
-    if records:
-        return dataclasses.replace(
-            answer,
-            result=Result.POSSIBLE,
-            records=records,
-            reason="a look-alike reading of the document matches a reported "
-            "document; compare the record with the document",
-        )
-    failed = [variant for variant in answers if variant.result is Result.UNKNOWN]
-    if failed:
-        return dataclasses.replace(
-            answer,
-            result=Result.UNKNOWN,
-            reason=f"look-alike readings could not be checked: {failed[0].reason}",
-        )
+    answers = client.lookup_lookalikes(key, variants.keys) if variants.keys else []
+    answer = merge_lookalikes(answer, answers)
+    if answer.result is not Result.NO_HIT:
+        return answer
     if variants.skipped:
         return dataclasses.replace(
             answer,

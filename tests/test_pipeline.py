@@ -350,6 +350,12 @@ def test_lookups_share_one_deadline(client: EmbeddedLookup) -> None:
             starts.append(shared_deadline_start())
             return client.lookup_many(keys)
 
+        def lookup_lookalikes(
+            self, key: DocumentKey, variants: Sequence[DocumentKey]
+        ) -> list[LookupAnswer]:
+            starts.append(shared_deadline_start())
+            return client.lookup_lookalikes(key, variants)
+
         def status(self) -> BackendStatus:
             return client.status()
 

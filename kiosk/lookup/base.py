@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import enum
 import os
@@ -11,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from backend.records import DocumentKey, LookupAnswer
+from backend.records import DocumentKey, LookupAnswer, Result
 
 
 class BackendState(enum.StrEnum):
@@ -41,6 +42,16 @@ class LookupClient(Protocol):
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]: ...
 
+    def lookup_lookalikes(
+        self, key: DocumentKey, variants: Sequence[DocumentKey]
+    ) -> list[LookupAnswer]:
+        """Look up the look-alike readings `variants` of the document `key`.
+
+        Answers as lookup_many(variants). A client that queues unanswered
+        checks queues these with the document, not one by one.
+        """
+        ...
+
     def status(self) -> BackendStatus: ...
 
     def close(self) -> None: ...
@@ -55,3 +66,36 @@ def create_private(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(FileExistsError):
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
+def merge_lookalikes(
+    answer: LookupAnswer, variant_answers: Sequence[LookupAnswer]
+) -> LookupAnswer:
+    """Fold the answers for a document's look-alike readings into its own.
+
+    A HIT or POSSIBLE among them makes the document's answer a POSSIBLE
+    with their records, for the officer to compare; else an UNKNOWN among
+    them makes it UNKNOWN; else the answer stands.
+    """
+    records = tuple(
+        record
+        for variant in variant_answers
+        if variant.result in (Result.HIT, Result.POSSIBLE)
+        for record in variant.records
+    )
+    if records:
+        return dataclasses.replace(
+            answer,
+            result=Result.POSSIBLE,
+            records=records,
+            reason="a look-alike reading of the document matches a reported "
+            "document; compare the record with the document",
+        )
+    failed = [v for v in variant_answers if v.result is Result.UNKNOWN]
+    if failed:
+        return dataclasses.replace(
+            answer,
+            result=Result.UNKNOWN,
+            reason=f"look-alike readings could not be checked: {failed[0].reason}",
+        )
+    return answer

@@ -315,6 +315,11 @@ class HttpLookup:
         except LookupFailed as exc:
             return unknown(str(exc), source=SOURCE, request_id=request_id)
 
+    def lookup_lookalikes(
+        self, key: DocumentKey, variants: Sequence[DocumentKey]
+    ) -> list[LookupAnswer]:
+        return self.lookup_many(variants)
+
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         if len(keys) == 1:
             return [self.lookup(keys[0])]

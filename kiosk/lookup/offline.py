@@ -328,6 +328,11 @@ class OfflineCopy:
     def lookup(self, key: DocumentKey) -> LookupAnswer:
         return self.lookup_many([key])[0]
 
+    def lookup_lookalikes(
+        self, key: DocumentKey, variants: Sequence[DocumentKey]
+    ) -> list[LookupAnswer]:
+        return self.lookup_many(variants)
+
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         meta = self._read_meta()
         version = meta.get("service_version")

@@ -13,22 +13,28 @@ each row stores the service URL it was queued for, and a queue opened
 for a service lists and rechecks only that service's rows. A check queued
 for service B and rechecked against service A could otherwise be removed
 on A's NO_HIT while B lists the document.
+
+The look-alike readings of a document that were not answered online are
+kept on the document's row, not queued one by one: a scan during an outage
+adds one row, not up to 257, and a late match on a look-alike comes back
+under the document's own key, as a POSSIBLE.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from backend.records import DocumentKey, LookupAnswer, Result
 from kiosk.errors import LookupFailed
-from kiosk.lookup.base import LookupClient
+from kiosk.lookup.base import LookupClient, merge_lookalikes
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +49,8 @@ class QueuedCheck:
     reason: str
     first_result: Result
     attempts: int
+    # Look-alike readings of the document, rechecked with it.
+    variants: tuple[DocumentKey, ...] = ()
 
 
 LateHitCallback = Callable[[QueuedCheck, LookupAnswer], None]
@@ -87,46 +95,101 @@ class RecheckQueue:
                         first_result TEXT NOT NULL,
                         attempts INTEGER NOT NULL DEFAULT 0,
                         last_error TEXT,
-                        service_url TEXT
+                        service_url TEXT,
+                        variants TEXT
                     )"""
                 )
                 columns = {
                     row[1] for row in self._conn.execute("PRAGMA table_info(rechecks)")
                 }
-                if "service_url" not in columns:
-                    self._conn.execute(
-                        "ALTER TABLE rechecks ADD COLUMN service_url TEXT"
-                    )
+                for column in ("service_url", "variants"):
+                    if column not in columns:
+                        self._conn.execute(
+                            f"ALTER TABLE rechecks ADD COLUMN {column} TEXT"
+                        )
         except sqlite3.Error as exc:
             raise LookupFailed(f"cannot open the recheck queue {path}: {exc}") from exc
 
-    def enqueue(self, key: DocumentKey, answer: LookupAnswer) -> int:
-        """Queue a key for an online recheck; return its queue id once on disk."""
-        reason = answer.reason or f"answered {answer.result.value} by {answer.source}"
+    def enqueue(
+        self,
+        key: DocumentKey,
+        answer: LookupAnswer,
+        variants: Sequence[DocumentKey] = (),
+    ) -> int:
+        """Queue a key, and the look-alike readings `variants` with it, for an
+        online recheck; return its queue id once on disk."""
         with self._lock:
             try:
                 with self._conn:
-                    cursor = self._conn.execute(
-                        "INSERT INTO rechecks (issuing_state, document_type,"
-                        " document_number, queued_at, reason, first_result,"
-                        " service_url) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            key.issuing_state,
-                            key.document_type,
-                            key.document_number,
-                            dt.datetime.now(dt.UTC).isoformat(),
-                            reason,
-                            answer.result.value,
-                            self.service_url,
-                        ),
-                    )
+                    queue_id = self._insert(key, answer, variants)
             except sqlite3.Error as exc:
                 raise LookupFailed(
                     f"cannot queue a recheck in {self.path}: {exc}"
                 ) from exc
-        queue_id = int(cursor.lastrowid or 0)
         logger.info("queued recheck %d (%s)", queue_id, answer.result.value)
         return queue_id
+
+    def attach_variants(
+        self, key: DocumentKey, variants: Sequence[DocumentKey], answer: LookupAnswer
+    ) -> int:
+        """Add look-alike readings to the newest queued check of `key`, or
+        queue `key` with them if it has none; return the queue id.
+
+        `answer` is the first answer for the variants; it gives the reason of
+        a new row.
+        """
+        where, params = self._mine()
+        with self._lock:
+            try:
+                with self._conn:
+                    row = self._conn.execute(
+                        f"SELECT id, variants FROM rechecks WHERE {where}"
+                        " AND issuing_state = ? AND document_type = ?"
+                        " AND document_number = ? ORDER BY id DESC LIMIT 1",
+                        (
+                            *params,
+                            key.issuing_state,
+                            key.document_type,
+                            key.document_number,
+                        ),
+                    ).fetchone()
+                    if row is None:
+                        queue_id = self._insert(key, answer, variants)
+                    else:
+                        queue_id = int(row[0])
+                        known = _load_variants(row[1])
+                        merged = known + tuple(v for v in variants if v not in known)
+                        self._conn.execute(
+                            "UPDATE rechecks SET variants = ? WHERE id = ?",
+                            (_dump_variants(merged), queue_id),
+                        )
+            except sqlite3.Error as exc:
+                raise LookupFailed(
+                    f"cannot queue a recheck in {self.path}: {exc}"
+                ) from exc
+        logger.info("queued %d look-alikes with recheck %d", len(variants), queue_id)
+        return queue_id
+
+    def _insert(
+        self, key: DocumentKey, answer: LookupAnswer, variants: Sequence[DocumentKey]
+    ) -> int:
+        reason = answer.reason or f"answered {answer.result.value} by {answer.source}"
+        cursor = self._conn.execute(
+            "INSERT INTO rechecks (issuing_state, document_type,"
+            " document_number, queued_at, reason, first_result,"
+            " service_url, variants) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.issuing_state,
+                key.document_type,
+                key.document_number,
+                dt.datetime.now(dt.UTC).isoformat(),
+                reason,
+                answer.result.value,
+                self.service_url,
+                _dump_variants(variants) if variants else None,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
 
     def _mine(self) -> tuple[str, tuple[str, ...]]:
         """Return the WHERE clause and parameters that select this queue's rows."""
@@ -143,7 +206,7 @@ class RecheckQueue:
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, issuing_state, document_type, document_number, queued_at,"
-                f" reason, first_result, attempts FROM rechecks WHERE {where}"
+                f" reason, first_result, attempts, variants FROM rechecks WHERE {where}"
                 " ORDER BY id",
                 params,
             ).fetchall()
@@ -155,6 +218,7 @@ class RecheckQueue:
                 reason=str(row[5]),
                 first_result=Result(row[6]),
                 attempts=int(row[7]),
+                variants=_load_variants(row[8]),
             )
             for row in rows
         ]
@@ -168,18 +232,37 @@ class RecheckQueue:
         return int(row[0])
 
     def drain(self, online: LookupClient, *, batch: int = 500) -> int:
-        """Recheck queued keys online; return how many got an answer.
+        """Recheck queued checks online; return how many got an answer.
 
-        Checks that are still UNKNOWN stay queued with one more attempt. A
-        check is removed only after the late-hit callback returned, so a
-        crash in between reports the hit again rather than never.
+        Up to `batch` keys go out, look-alikes included, and at least one
+        check. A check whose key or any look-alike is still UNKNOWN stays
+        queued with one more attempt. A look-alike's match comes back as a
+        POSSIBLE for the check's key. A check is removed only after the
+        late-hit callback returned, so a crash in between reports the hit
+        again rather than never.
         """
-        checks = self.pending()[:batch]
+        checks: list[QueuedCheck] = []
+        size = 0
+        for check in self.pending():
+            if checks and size + 1 + len(check.variants) > batch:
+                break
+            checks.append(check)
+            size += 1 + len(check.variants)
         if not checks:
             return 0
-        answers = online.lookup_many([check.key for check in checks])
+        answers = online.lookup_many(
+            [key for check in checks for key in (check.key, *check.variants)]
+        )
         answered = 0
-        for check, answer in zip(checks, answers, strict=True):
+        start = 0
+        for check in checks:
+            own, *variant_answers = answers[start : start + 1 + len(check.variants)]
+            start += 1 + len(check.variants)
+            answer = (
+                own
+                if own.result is not Result.NO_HIT
+                else merge_lookalikes(own, variant_answers)
+            )
             if answer.result is Result.UNKNOWN:
                 self._note_failure(check, answer.reason or "UNKNOWN")
                 continue
@@ -212,3 +295,15 @@ class RecheckQueue:
     def close(self) -> None:
         with self._lock:
             self._conn.close()
+
+
+def _dump_variants(variants: Sequence[DocumentKey]) -> str:
+    return json.dumps(
+        [[v.issuing_state, v.document_type, v.document_number] for v in variants]
+    )
+
+
+def _load_variants(text: str | None) -> tuple[DocumentKey, ...]:
+    if not text:
+        return ()
+    return tuple(DocumentKey(*parts) for parts in json.loads(text))

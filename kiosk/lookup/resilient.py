@@ -47,6 +47,32 @@ class ResilientLookup:
         return self.lookup_many([key])[0]
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
+        answers, missing = self._answer(keys)
+        for index in missing:
+            self._enqueue(keys[index], answers[index])
+        return answers
+
+    def lookup_lookalikes(
+        self, key: DocumentKey, variants: Sequence[DocumentKey]
+    ) -> list[LookupAnswer]:
+        """Answer as lookup_many(variants), but queue the variants that the
+        service did not answer with the queued check of `key`, or with a
+        new one for `key`."""
+        answers, missing = self._answer(variants)
+        if missing and self.queue is not None:
+            try:
+                self.queue.attach_variants(
+                    key, [variants[i] for i in missing], answers[missing[0]]
+                )
+            except Exception as exc:
+                # As in _enqueue: the answers stand, only the recheck is lost.
+                logger.error("look-alike recheck could not be queued: %s", exc)
+        return answers
+
+    def _answer(
+        self, keys: Sequence[DocumentKey]
+    ) -> tuple[list[LookupAnswer], list[int]]:
+        """Return the answers and the indexes of those the service did not give."""
         try:
             answers = self.online.lookup_many(keys)
         except Exception as exc:
@@ -58,7 +84,7 @@ class ResilientLookup:
         missing = [i for i, a in enumerate(answers) if a.result is Result.UNKNOWN]
         self._note_online(answers, missing)
         if not missing:
-            return answers
+            return answers, missing
         # A service that rejects this kiosk's key has revoked its access, and
         # a kiosk with a bad key must be fixed, not run on its offline copy.
         fallback_to = [i for i in missing if not _rejected(answers[i])]
@@ -70,9 +96,7 @@ class ResilientLookup:
                     answers[index] = answer
                 else:
                     answers[index] = _join_reasons(answers[index], answer)
-        for index in missing:
-            self._enqueue(keys[index], answers[index])
-        return answers
+        return answers, missing
 
     def _enqueue(self, key: DocumentKey, answer: LookupAnswer) -> None:
         if self.queue is None:

@@ -54,6 +54,11 @@ class MemoryLookup:
     def lookup(self, key: DocumentKey) -> LookupAnswer:
         return self.lookup_many([key])[0]
 
+    def lookup_lookalikes(
+        self, key: DocumentKey, variants: Sequence[DocumentKey]
+    ) -> list[LookupAnswer]:
+        return self.lookup_many(variants)
+
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         answers = []
         for key in keys:
