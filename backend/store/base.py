@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -147,9 +148,16 @@ class ChangePage:
 
 
 def new_version_name(seq: int, now: dt.datetime | None = None) -> str:
-    """Return a data version name: the import sequence number and UTC time."""
+    """Return a data version name: the import sequence number, the UTC time
+    and a random tag.
+
+    The tag keeps the names of two stores apart when both imported with the
+    same sequence number in the same second. An offline copy asks a service
+    for the changes since its version; a service that took over the URL
+    with another list must not find that version among its own.
+    """
     moment = now or dt.datetime.now(dt.UTC)
-    return f"{seq}-{moment.strftime('%Y%m%dT%H%M%SZ')}"
+    return f"{seq}-{moment.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
 
 
 class AsyncReader(Protocol):
@@ -307,10 +315,13 @@ def require_version(version: str | None) -> str:
 
 
 def version_time(version: str | None) -> dt.datetime | None:
-    """Return the UTC time encoded in a version name from new_version_name."""
+    """Return the UTC time encoded in a version name from new_version_name.
+
+    Names from before the random tag ("7-20261204T060000Z") parse too.
+    """
     if not version or "-" not in version:
         return None
-    stamp = version.split("-", 1)[1]
+    stamp = version.split("-", 2)[1]
     try:
         parsed = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
     except ValueError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from backend.errors import ImportFailed, StoreUnavailable
 from backend.importer import import_csv
 from backend.records import DocumentKey, Result, Status, fold_number
 from backend.store import Row, Store, open_store
+from backend.store.base import new_version_name, version_time
 from tests.backend.helpers import record_line, write_csv
 
 
@@ -301,3 +303,16 @@ def test_postgres_schema_name_validated(pg_schema_url: str) -> None:
     bad = pg_schema_url.rsplit("schema=", 1)[0] + "schema=Bad;Name"
     with pytest.raises(StoreError, match="invalid schema name"):
         open_store(bad)
+
+
+def test_versions_of_two_stores_differ_within_one_second() -> None:
+    moment = dt.datetime(2026, 12, 5, 1, 2, 3, tzinfo=dt.UTC)
+
+    first, second = new_version_name(1, moment), new_version_name(1, moment)
+
+    assert first != second
+    assert first.startswith("1-20261205T010203Z-")
+    assert version_time(first) == moment
+    assert version_time("7-20261204T060000Z") == dt.datetime(
+        2026, 12, 4, 6, 0, tzinfo=dt.UTC
+    )
