@@ -162,6 +162,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.tls_client_ca and not args.tls_cert:
         print("error: --tls-client-ca needs --tls-cert and --tls-key", file=sys.stderr)
         return 2
+    folder_error = _audit_folder_error(Path(args.audit_log))
+    if folder_error is not None:
+        print(f"error: {folder_error}", file=sys.stderr)
+        return 2
     if args.workers > 1:
         return _serve_workers(args)
     # A mistyped path must not become a new, empty store in new folders.
@@ -192,6 +196,24 @@ def cmd_serve(args: argparse.Namespace) -> int:
         audit.close()
         logger.info("service stopped")
     return 0
+
+
+def _audit_folder_error(path: Path) -> str | None:
+    """Return why the audit log cannot go to `path`, or None.
+
+    Only the default folder is created. A mistyped --audit-log would
+    otherwise start a new chain in new folders, and `audit verify` on the
+    intended path would check an old log.
+    """
+    folder = path.parent
+    if folder.is_dir() or path == DEFAULT_AUDIT_LOG:
+        return None
+    if folder.exists():
+        return f"audit log folder {folder} is not a folder"
+    return (
+        f"audit log folder {folder} does not exist; create it, or fix the "
+        "--audit-log path"
+    )
 
 
 def _tls_options(args: argparse.Namespace) -> dict[str, object]:

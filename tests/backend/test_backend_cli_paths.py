@@ -73,6 +73,47 @@ def test_serve_imported_store_starts(
     assert uvicorn_calls.calls == 1
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_missing_audit_folder_rejected(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    uvicorn_calls: UvicornCalls,
+    workers: str,
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
+    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+    log = tmp_path / "adit" / "audit.jsonl"
+
+    code = main(
+        ["serve", "--store", url, "--workers", workers, "--audit-log", str(log)]
+    )
+
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"audit log folder {log.parent} does not exist" in err
+    assert "--audit-log" in err
+    assert not log.parent.exists()
+    assert uvicorn_calls.calls == 0
+
+
+def test_serve_creates_default_audit_folder(
+    tmp_path: Path,
+    uvicorn_calls: UvicornCalls,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("backend.app.freeze_startup_objects", lambda: None)
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
+    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+
+    assert main(["serve", "--store", url]) == 0
+
+    assert (tmp_path / "var" / "backend").is_dir()
+    assert uvicorn_calls.calls == 1
+
+
 @pytest.mark.parametrize("option", ["--audit-log", "--log"])
 def test_audit_verify_log_option(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
