@@ -656,7 +656,7 @@ def create_app(
             "travel documents. NO_HIT names the data version it came from; any "
             "error is a 4xx or 5xx status, never a NO_HIT."
         ),
-        # FastAPI 0.16x traces requests with OpenTelemetry whenever a global
+        # FastAPI 0.165 traces requests with OpenTelemetry whenever a global
         # provider is set, and adds OTLP exporters when the environment sets
         # FASTAPI_OTEL_AUTO_CONFIGURE=true. Its logs carry exception messages.
         # Nothing about a border check leaves this service unless an operator

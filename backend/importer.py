@@ -749,9 +749,10 @@ def _parse_in_child_by_default(size: int) -> bool:
 
     Only while a CPU is idle. On the 2-vCPU benchmark VM under load 6 to 8,
     the child made imports of 1 million lines 15-35% slower than parsing in
-    this process: the child adds pipe and marshal work, and the two
-    processes wait for each other's time slices. At load 0.6 to 0.8 it made
-    an import of 500,000 lines into SQLite 30% faster (8.7 s against 12.4 s).
+    this process. The child adds pipe and marshal work, and the two
+    processes wait for each other's time slices. At load 0.6 to 0.8 the
+    child made an import of 500,000 lines into SQLite 30% faster (8.7 s
+    against 12.4 s).
 
     Idle CPUs are sampled from /proc/stat. The 1-minute load average, used
     before, lags: after a busy minute (such as writing the file) it stays

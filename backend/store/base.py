@@ -152,9 +152,9 @@ def new_version_name(seq: int, now: dt.datetime | None = None) -> str:
     and a random tag.
 
     The tag keeps the names of two stores apart when both imported with the
-    same sequence number in the same second. An offline copy asks a service
-    for the changes since its version; a service that took over the URL
-    with another list must not find that version among its own.
+    same sequence number in the same second. An offline copy requests the
+    changes since its version, so a service that took over the URL with
+    another list must not find that version among its own.
     """
     moment = now or dt.datetime.now(dt.UTC)
     return f"{seq}-{moment.strftime('%Y%m%dT%H%M%SZ')}-{secrets.token_hex(3)}"
@@ -232,8 +232,8 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def raw_select(self, issuing_state: str, folded_number: str) -> list[Row]:
-        """Run the plain indexed SELECT of a lookup, on the state and folded
-        number; the benchmark anchor."""
+        """Run the plain indexed SELECT of a lookup on the state and folded
+        number. The benchmark times it as the anchor of Store.lookup."""
 
     @abc.abstractmethod
     def check(self) -> None:

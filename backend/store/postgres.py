@@ -626,10 +626,10 @@ def _split_candidates(
     return str(rows[0][0]), found
 
 
-# An add updates the stored record with its exact key, or inserts one. Not
-# INSERT ... ON CONFLICT: its conflict target must name a unique index, and
-# stores from before the key index have another one. The delta import holds
-# an advisory lock, so no other import inserts the key in between.
+# An add updates the stored record with its exact key, or inserts one.
+# INSERT ... ON CONFLICT would have to name a unique index, and the two
+# index layouts have different ones. The delta import holds an advisory
+# lock, so no other import inserts the key in between.
 _UPDATE = (
     "UPDATE records SET status = %s, reported_on = %s, reporting_country = %s,"
     f" reference = %s, issue_date = %s, expiry_date = %s WHERE {_EXACT_KEY}"
@@ -644,12 +644,11 @@ def _nullable_dates(row: Sequence[object]) -> tuple[object, ...]:
 
 
 def _key_index(table: str) -> str:
-    # One index serves lookups (its first two columns), exact matches and
-    # deletes (all four), and keeps each (state, number, type) once: the
-    # folded number is a function of the number, so adding it keeps the index
-    # unique on the exact key. It replaced two indexes, records_exact and
-    # records_folded, which stores from before it keep until their next full
-    # import; every query here works with either layout.
+    # One index serves lookups with its first two columns, and exact matches
+    # and deletes with all four. The folded number is a function of the
+    # number, so the index is unique on (state, number, type) too. Stores
+    # imported before it have two indexes, records_exact and records_folded,
+    # until their next full import. Every query here works with either.
     return (
         f"CREATE UNIQUE INDEX IF NOT EXISTS {table}_key ON {table}"
         " (issuing_state, folded_number, document_number, document_type)"

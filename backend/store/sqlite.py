@@ -53,12 +53,11 @@ CREATE TABLE IF NOT EXISTS {name} (
 )
 """
 
-# One index serves lookups (its first two columns), exact matches and
-# deletes (all four), and keeps each (state, number, type) once: the folded
-# number is a function of the number, so adding it keeps the index unique
-# on the exact key. Stores written before this layout have two indexes,
-# records_exact and records_folded, and keep them until their next full
-# import; every query below works with either layout.
+# One index serves lookups with its first two columns, and exact matches
+# and deletes with all four. The folded number is a function of the number,
+# so the index is unique on (state, number, type) too. Stores imported
+# before it have two indexes, records_exact and records_folded, until their
+# next full import. Every query below works with either layout.
 _KEY_INDEX = (
     "CREATE UNIQUE INDEX IF NOT EXISTS records_key ON records"
     " (issuing_state, folded_number, document_number, document_type)"
@@ -622,8 +621,8 @@ class _Counter:
 def _update(conn: sqlite3.Connection, row: Row, key: tuple[object, ...]) -> None:
     """Replace the details of the stored record with `row`'s exact key.
 
-    An UPDATE by key, not INSERT ... ON CONFLICT, because the conflict
-    target must name a unique index and the two index layouts differ.
+    Not INSERT ... ON CONFLICT, whose conflict target must name a unique
+    index: the two index layouts have different ones.
     """
     conn.execute(
         "UPDATE records SET status = ?, reported_on = ?, reporting_country = ?,"

@@ -14,10 +14,10 @@ for a service lists and rechecks only that service's rows. A check queued
 for service B and rechecked against service A could otherwise be removed
 on A's NO_HIT while B lists the document.
 
-The look-alike readings of a document that were not answered online are
-kept on the document's row, not queued one by one: a scan during an outage
-adds one row, not up to 257, and a late match on a look-alike comes back
-under the document's own key, as a POSSIBLE.
+The look-alike readings of a document that the service did not answer
+are kept on the document's row, not queued one by one. A scan during an
+outage adds one row, not up to 257, and a late match on a look-alike comes
+back under the document's own key, as a POSSIBLE.
 """
 
 from __future__ import annotations
