@@ -222,15 +222,13 @@ def _finish(
 
     # One deadline covers both lookups and their retries, so a silent
     # service delays the document by one time limit, not two.
+    variants = plan_lookalikes(report, state_candidates, alternatives)
     with shared_deadline():
-        answer = client.lookup(key)
-        if answer.result is Result.NO_HIT:
-            # NOTE: a second request, on most checks. The look-alikes are
-            # asked for only after a NO_HIT, so a listed document is answered
-            # HIT by its own key alone; a client that queues unanswered
-            # checks queues them with the document.
-            variants = plan_lookalikes(report, state_candidates, alternatives)
-            answer = _check_lookalikes(key, answer, variants, client)
+        # NOTE: a second request, on most checks. The client looks the
+        # variants up only when the key is not a HIT or POSSIBLE.
+        answer, variant_answers = client.lookup_document(key, variants.keys)
+    if answer.result in (Result.NO_HIT, Result.UNKNOWN):
+        answer = _check_lookalikes(answer, variant_answers, variants)
     answer = _guard_no_hit(answer, _distrust_reason(outcome, report, reader_doubt))
     elapsed = (time.perf_counter() - started) * 1000
     logger.info(
@@ -423,18 +421,17 @@ def _field_probabilities(field: Field, alternatives: object) -> list[dict[str, f
 
 
 def _check_lookalikes(
-    key: DocumentKey,
     answer: LookupAnswer,
+    variant_answers: Sequence[LookupAnswer],
     variants: LookalikeKeys,
-    client: LookupClient,
 ) -> LookupAnswer:
-    """Look the variants up; a match among them makes a NO_HIT a POSSIBLE.
+    """Fold the variants' answers into the key's NO_HIT or UNKNOWN answer.
 
-    A NO_HIT whose variants were not all looked up, because a lookup failed
-    or the bound cut them, becomes UNKNOWN.
+    A match among them makes it a POSSIBLE. A NO_HIT whose variants were not
+    all looked up, because a lookup failed or the bound cut them, becomes
+    UNKNOWN.
     """
-    answers = client.lookup_lookalikes(key, variants.keys) if variants.keys else []
-    answer = merge_lookalikes(answer, answers)
+    answer = merge_lookalikes(answer, variant_answers)
     if answer.result is not Result.NO_HIT:
         return answer
     if variants.skipped:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
-from kiosk.lookup.base import BackendStatus
+from kiosk.lookup.base import BackendStatus, lookup_document_in_turn
 from kiosk.lookup.deadline import shared_deadline_start
 from kiosk.lookup.embedded import EmbeddedLookup
 from kiosk.mrz import LAYOUTS, compose, parse
@@ -350,11 +350,10 @@ def test_lookups_share_one_deadline(client: EmbeddedLookup) -> None:
             starts.append(shared_deadline_start())
             return client.lookup_many(keys)
 
-        def lookup_lookalikes(
+        def lookup_document(
             self, key: DocumentKey, variants: Sequence[DocumentKey]
-        ) -> list[LookupAnswer]:
-            starts.append(shared_deadline_start())
-            return client.lookup_lookalikes(key, variants)
+        ) -> tuple[LookupAnswer, list[LookupAnswer]]:
+            return lookup_document_in_turn(self, key, variants)
 
         def status(self) -> BackendStatus:
             return client.status()

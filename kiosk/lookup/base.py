@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from backend.records import DocumentKey, LookupAnswer, Result
+from backend.records import DocumentKey, LookupAnswer, Record, Result
 
 
 class BackendState(enum.StrEnum):
@@ -42,13 +42,16 @@ class LookupClient(Protocol):
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]: ...
 
-    def lookup_lookalikes(
+    def lookup_document(
         self, key: DocumentKey, variants: Sequence[DocumentKey]
-    ) -> list[LookupAnswer]:
-        """Look up the look-alike readings `variants` of the document `key`.
+    ) -> tuple[LookupAnswer, list[LookupAnswer]]:
+        """Look up a document's key, then its look-alike readings `variants`
+        unless the key is a HIT or POSSIBLE.
 
-        Answers as lookup_many(variants). A client that queues unanswered
-        checks queues these with the document, not one by one.
+        Returns the key's answer and the variants' answers, which are empty
+        when the variants were not looked up. A client that queues
+        unanswered checks queues the key and its unanswered variants as one
+        entry.
         """
         ...
 
@@ -68,34 +71,64 @@ def create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def lookup_document_in_turn(
+    client: LookupClient, key: DocumentKey, variants: Sequence[DocumentKey]
+) -> tuple[LookupAnswer, list[LookupAnswer]]:
+    """Do what `LookupClient.lookup_document` does with two plain lookups,
+    for clients that queue nothing."""
+    answer = client.lookup(key)
+    if not variants or answer.result in (Result.HIT, Result.POSSIBLE):
+        return answer, []
+    return answer, client.lookup_many(variants)
+
+
+# Reason of a POSSIBLE found through a look-alike reading of the number.
+LOOKALIKE_MATCH = (
+    "a look-alike reading of the document matches a reported document; "
+    "compare the record with the document"
+)
+
+
 def merge_lookalikes(
     answer: LookupAnswer, variant_answers: Sequence[LookupAnswer]
 ) -> LookupAnswer:
-    """Fold the answers for a document's look-alike readings into its own.
+    """Fold the answers for a document's look-alike readings into its own
+    NO_HIT or UNKNOWN answer.
 
-    A HIT or POSSIBLE among them makes the document's answer a POSSIBLE
-    with their records, for the officer to compare; else an UNKNOWN among
-    them makes it UNKNOWN; else the answer stands.
+    A HIT or POSSIBLE among them makes it a POSSIBLE with their records, for
+    the officer to compare. Else an UNKNOWN among them makes it UNKNOWN.
+    Else a NO_HIT stands, labelled with the offline copy when the variants
+    were answered from it while the key was answered online.
     """
-    records = tuple(
-        record
-        for variant in variant_answers
-        if variant.result in (Result.HIT, Result.POSSIBLE)
-        for record in variant.records
-    )
+    records: list[Record] = []
+    for variant in variant_answers:
+        if variant.result in (Result.HIT, Result.POSSIBLE):
+            # Two readings can fold to the same listed number.
+            records.extend(r for r in variant.records if r not in records)
     if records:
+        reason = LOOKALIKE_MATCH
+        if answer.result is Result.UNKNOWN:
+            reason += f". The document's own number was not checked: {answer.reason}"
         return dataclasses.replace(
-            answer,
-            result=Result.POSSIBLE,
-            records=records,
-            reason="a look-alike reading of the document matches a reported "
-            "document; compare the record with the document",
+            answer, result=Result.POSSIBLE, records=tuple(records), reason=reason
         )
+    if answer.result is not Result.NO_HIT:
+        return answer
     failed = [v for v in variant_answers if v.result is Result.UNKNOWN]
     if failed:
         return dataclasses.replace(
             answer,
             result=Result.UNKNOWN,
             reason=f"look-alike readings could not be checked: {failed[0].reason}",
+        )
+    weaker = [v for v in variant_answers if v.source != answer.source]
+    if weaker:
+        return dataclasses.replace(
+            answer,
+            source=weaker[0].source,
+            data_version=weaker[0].data_version,
+            checked_at=weaker[0].checked_at,
+            reason=f"look-alike readings of the document number were checked "
+            f"against the {weaker[0].source} data only",
         )
     return answer

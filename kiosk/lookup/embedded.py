@@ -14,7 +14,12 @@ from backend.importer import import_csv
 from backend.records import DocumentKey, LookupAnswer, unknown
 from backend.store import Store, open_store, sqlite_path
 from backend.store.base import version_time
-from kiosk.lookup.base import BackendState, BackendStatus, create_private
+from kiosk.lookup.base import (
+    BackendState,
+    BackendStatus,
+    create_private,
+    lookup_document_in_turn,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -64,10 +69,10 @@ class EmbeddedLookup:
     def lookup(self, key: DocumentKey) -> LookupAnswer:
         return self.lookup_many([key])[0]
 
-    def lookup_lookalikes(
+    def lookup_document(
         self, key: DocumentKey, variants: Sequence[DocumentKey]
-    ) -> list[LookupAnswer]:
-        return self.lookup_many(variants)
+    ) -> tuple[LookupAnswer, list[LookupAnswer]]:
+        return lookup_document_in_turn(self, key, variants)
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         try:

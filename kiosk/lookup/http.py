@@ -32,7 +32,7 @@ from backend.errors import InvalidRecord
 from backend.records import DocumentKey, LookupAnswer, Record, Result, unknown
 from backend.store.base import ChangePage
 from kiosk.errors import LookupFailed
-from kiosk.lookup.base import BackendState, BackendStatus
+from kiosk.lookup.base import BackendState, BackendStatus, lookup_document_in_turn
 from kiosk.lookup.deadline import shared_deadline_start
 
 logger = logging.getLogger(__name__)
@@ -315,10 +315,10 @@ class HttpLookup:
         except LookupFailed as exc:
             return unknown(str(exc), source=SOURCE, request_id=request_id)
 
-    def lookup_lookalikes(
+    def lookup_document(
         self, key: DocumentKey, variants: Sequence[DocumentKey]
-    ) -> list[LookupAnswer]:
-        return self.lookup_many(variants)
+    ) -> tuple[LookupAnswer, list[LookupAnswer]]:
+        return lookup_document_in_turn(self, key, variants)
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         if len(keys) == 1:

@@ -42,7 +42,12 @@ from backend.records import DocumentKey, LookupAnswer, Result, fold_number, unkn
 from backend.store.base import Change, ChangePage, Row, record_to_row
 from backend.store.sqlite import SQLiteStore
 from kiosk.errors import LookupFailed
-from kiosk.lookup.base import BackendState, BackendStatus, create_private
+from kiosk.lookup.base import (
+    BackendState,
+    BackendStatus,
+    create_private,
+    lookup_document_in_turn,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -328,10 +333,10 @@ class OfflineCopy:
     def lookup(self, key: DocumentKey) -> LookupAnswer:
         return self.lookup_many([key])[0]
 
-    def lookup_lookalikes(
+    def lookup_document(
         self, key: DocumentKey, variants: Sequence[DocumentKey]
-    ) -> list[LookupAnswer]:
-        return self.lookup_many(variants)
+    ) -> tuple[LookupAnswer, list[LookupAnswer]]:
+        return lookup_document_in_turn(self, key, variants)
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         meta = self._read_meta()

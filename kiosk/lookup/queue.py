@@ -15,9 +15,14 @@ for service B and rechecked against service A could otherwise be removed
 on A's NO_HIT while B lists the document.
 
 The look-alike readings of a document that the service did not answer
-are kept on the document's row, not queued one by one. A scan during an
-outage adds one row, not up to 257, and a late match on a look-alike comes
-back under the document's own key, as a POSSIBLE.
+are kept on the document's row, written with it in one transaction, not
+queued one by one. A scan during an outage adds one row, not up to 257,
+and a late match on a look-alike comes back under the document's own key,
+as a POSSIBLE.
+
+NOTE: a kiosk process of a version before the variants column rechecks a
+row by its key alone and removes it, dropping its look-alikes. Kiosk
+processes sharing a queue file should run the same version.
 """
 
 from __future__ import annotations
@@ -127,47 +132,6 @@ class RecheckQueue:
                     f"cannot queue a recheck in {self.path}: {exc}"
                 ) from exc
         logger.info("queued recheck %d (%s)", queue_id, answer.result.value)
-        return queue_id
-
-    def attach_variants(
-        self, key: DocumentKey, variants: Sequence[DocumentKey], answer: LookupAnswer
-    ) -> int:
-        """Add look-alike readings to the newest queued check of `key`, or
-        queue `key` with them if it has none; return the queue id.
-
-        `answer` is the first answer for the variants; it gives the reason of
-        a new row.
-        """
-        where, params = self._mine()
-        with self._lock:
-            try:
-                with self._conn:
-                    row = self._conn.execute(
-                        f"SELECT id, variants FROM rechecks WHERE {where}"
-                        " AND issuing_state = ? AND document_type = ?"
-                        " AND document_number = ? ORDER BY id DESC LIMIT 1",
-                        (
-                            *params,
-                            key.issuing_state,
-                            key.document_type,
-                            key.document_number,
-                        ),
-                    ).fetchone()
-                    if row is None:
-                        queue_id = self._insert(key, answer, variants)
-                    else:
-                        queue_id = int(row[0])
-                        known = _load_variants(row[1])
-                        merged = known + tuple(v for v in variants if v not in known)
-                        self._conn.execute(
-                            "UPDATE rechecks SET variants = ? WHERE id = ?",
-                            (_dump_variants(merged), queue_id),
-                        )
-            except sqlite3.Error as exc:
-                raise LookupFailed(
-                    f"cannot queue a recheck in {self.path}: {exc}"
-                ) from exc
-        logger.info("queued %d look-alikes with recheck %d", len(variants), queue_id)
         return queue_id
 
     def _insert(

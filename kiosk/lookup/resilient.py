@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.errors import LookupFailed
-from kiosk.lookup.base import BackendState, BackendStatus
+from kiosk.lookup.base import BackendState, BackendStatus, merge_lookalikes
 from kiosk.lookup.http import REJECTED_REASON, HttpLookup
 from kiosk.lookup.offline import OfflineCopy
 from kiosk.lookup.queue import RecheckQueue
@@ -52,22 +52,29 @@ class ResilientLookup:
             self._enqueue(keys[index], answers[index])
         return answers
 
-    def lookup_lookalikes(
+    def lookup_document(
         self, key: DocumentKey, variants: Sequence[DocumentKey]
-    ) -> list[LookupAnswer]:
-        """Answer as lookup_many(variants), but queue the variants that the
-        service did not answer with the queued check of `key`, or with a
-        new one for `key`."""
-        answers, missing = self._answer(variants)
-        if missing and self.queue is not None:
-            try:
-                self.queue.attach_variants(
-                    key, [variants[i] for i in missing], answers[missing[0]]
-                )
-            except Exception as exc:
-                # As in _enqueue: the answers stand, only the recheck is lost.
-                logger.error("look-alike recheck could not be queued: %s", exc)
-        return answers
+    ) -> tuple[LookupAnswer, list[LookupAnswer]]:
+        """Look up the key, then the variants unless the key is a HIT or
+        POSSIBLE, each online first and from the offline copy where the
+        service gave UNKNOWN.
+
+        When the service did not answer the key or a variant, one queue
+        entry holds the key and the unanswered variants, written in one
+        transaction after both lookups.
+        """
+        answers, missing = self._answer([key])
+        answer = answers[0]
+        variant_answers: list[LookupAnswer] = []
+        variant_missing: list[int] = []
+        if variants and answer.result not in (Result.HIT, Result.POSSIBLE):
+            variant_answers, variant_missing = self._answer(variants)
+        if missing or variant_missing:
+            # The queue shows the officer's first result in a late alert.
+            shown = merge_lookalikes(answer, variant_answers)
+            unanswered = [variants[i] for i in variant_missing]
+            self._enqueue(key, shown, unanswered)
+        return answer, variant_answers
 
     def _answer(
         self, keys: Sequence[DocumentKey]
@@ -98,11 +105,16 @@ class ResilientLookup:
                     answers[index] = _join_reasons(answers[index], answer)
         return answers, missing
 
-    def _enqueue(self, key: DocumentKey, answer: LookupAnswer) -> None:
+    def _enqueue(
+        self,
+        key: DocumentKey,
+        answer: LookupAnswer,
+        variants: Sequence[DocumentKey] = (),
+    ) -> None:
         if self.queue is None:
             return
         try:
-            self.queue.enqueue(key, answer)
+            self.queue.enqueue(key, answer, variants)
         except Exception as exc:
             # The answer is still shown (UNKNOWN or offline); only the later
             # recheck is lost, so this is logged loudly rather than raised.

@@ -13,6 +13,7 @@ import enum
 from dataclasses import dataclass
 
 from backend.records import LookupAnswer, Record, Result
+from kiosk.lookup.base import LOOKALIKE_MATCH
 from kiosk.mrz import MrzReport
 from kiosk.pipeline import ScanOutcome
 
@@ -163,8 +164,13 @@ POSSIBLE_RECORDS_SHOWN = 3
 def _possible_details(answer: LookupAnswer) -> tuple[str, ...]:
     count = len(answer.records)
     noun = "record is" if count == 1 else "records are"
+    why = (
+        "a look-alike reading of the number matches"
+        if (answer.reason or "").startswith(LOOKALIKE_MATCH)
+        else "O/0, I/1 or leading zeros differ"
+    )
     rows = [
-        f"{count} similar {noun} on the list (O/0, I/1 or leading zeros differ).",
+        f"{count} similar {noun} on the list ({why}).",
         "Verify the document number against the record before you act.",
     ]
     for record in answer.records[:POSSIBLE_RECORDS_SHOWN]:

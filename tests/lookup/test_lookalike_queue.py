@@ -4,13 +4,19 @@ document's own key."""
 
 from __future__ import annotations
 
+import datetime as dt
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
 
 from backend.importer import import_csv
-from backend.records import DocumentKey, LookupAnswer, Result, unknown
-from kiosk.lookup.base import BackendState, BackendStatus
+from backend.records import DocumentKey, LookupAnswer, Record, Result, Status, unknown
+from kiosk.lookup.base import (
+    BackendState,
+    BackendStatus,
+    lookup_document_in_turn,
+    merge_lookalikes,
+)
 from kiosk.lookup.http import HttpLookup
 from kiosk.lookup.offline import OfflineCopy
 from kiosk.lookup.queue import QueuedCheck, RecheckQueue
@@ -50,10 +56,10 @@ class _Scripted:
         no_hit = LookupAnswer(Result.NO_HIT, data_version="v1", source="online")
         return [self.answers.get(key, no_hit) for key in keys]
 
-    def lookup_lookalikes(
+    def lookup_document(
         self, key: DocumentKey, variants: Sequence[DocumentKey]
-    ) -> list[LookupAnswer]:
-        return self.lookup_many(variants)
+    ) -> tuple[LookupAnswer, list[LookupAnswer]]:
+        return lookup_document_in_turn(self, key, variants)
 
     def status(self) -> BackendStatus:
         return BackendStatus(BackendState.ONLINE, "v1", "scripted")
@@ -66,45 +72,45 @@ def test_scan_during_outage_queues_one_row(tmp_path: Path) -> None:
     queue = RecheckQueue(tmp_path / "q.sqlite3", service_url=SERVICE)
     client = ResilientLookup(closed_service(), queue=queue)
 
-    assert client.lookup(DOCUMENT).result is Result.UNKNOWN
-    answers = client.lookup_lookalikes(DOCUMENT, VARIANTS)
+    answer, variant_answers = client.lookup_document(DOCUMENT, VARIANTS)
     client.close()
 
-    assert [a.result for a in answers] == [Result.UNKNOWN, Result.UNKNOWN]
+    # Not checked, so the look-alikes are looked up and queued too.
+    assert answer.result is Result.UNKNOWN
+    assert [a.result for a in variant_answers] == [Result.UNKNOWN, Result.UNKNOWN]
     reopened = RecheckQueue(tmp_path / "q.sqlite3", service_url=SERVICE)
     (check,) = reopened.pending()
     assert check.key == DOCUMENT
     assert check.variants == tuple(VARIANTS)
+    assert check.first_result is Result.UNKNOWN
     reopened.close()
 
 
-def test_variants_merge_into_the_newest_row(tmp_path: Path) -> None:
+def test_hit_skips_lookalikes(live_service: LiveService, tmp_path: Path) -> None:
+    queue = RecheckQueue(tmp_path / "q.sqlite3")
+    client = ResilientLookup(online(live_service.url), queue=queue)
+    listed = DocumentKey.create("UTO", "P", "L898902C3")
+
+    answer, variant_answers = client.lookup_document(listed, VARIANTS)
+
+    assert answer.result is Result.HIT
+    assert variant_answers == []
+    assert len(queue) == 0
+    client.close()
+
+
+def test_each_scan_queues_its_own_row(tmp_path: Path) -> None:
     queue = RecheckQueue(tmp_path / "q.sqlite3", service_url=SERVICE)
-    failed = unknown("lookup backend unreachable", source="online")
-    queue.enqueue(DOCUMENT, failed)
-    newest = queue.enqueue(DOCUMENT, failed)
+    client = ResilientLookup(closed_service(), queue=queue)
 
-    queue.attach_variants(DOCUMENT, VARIANTS[:1], failed)
-    queue.attach_variants(DOCUMENT, VARIANTS, failed)
+    client.lookup_document(DOCUMENT, VARIANTS[:1])
+    client.lookup_document(DOCUMENT, VARIANTS)
 
-    checks = queue.pending()
-    assert [c.variants for c in checks] == [(), tuple(VARIANTS)]
-    assert checks[1].id == newest
-    queue.close()
-
-
-def test_variants_of_an_answered_document_get_their_own_row(tmp_path: Path) -> None:
-    # The document's own key was answered online, so it is not queued; its
-    # look-alikes then failed, and they still need a recheck.
-    queue = RecheckQueue(tmp_path / "q.sqlite3", service_url=SERVICE)
-    failed = unknown("lookup backend unreachable", source="online")
-
-    queue.attach_variants(DOCUMENT, VARIANTS, failed)
-
-    (check,) = queue.pending()
-    assert (check.key, check.variants) == (DOCUMENT, tuple(VARIANTS))
-    assert check.first_result is Result.UNKNOWN
-    queue.close()
+    assert [c.variants for c in queue.pending()] == [
+        tuple(VARIANTS[:1]),
+        tuple(VARIANTS),
+    ]
+    client.close()
 
 
 def test_late_lookalike_match_is_possible_for_the_document(
@@ -119,11 +125,9 @@ def test_late_lookalike_match_is_possible_for_the_document(
         tmp_path / "q.sqlite3", on_late_hit=lambda c, a: late.append((c, a))
     )
     down = ResilientLookup(closed_service(), offline=copy, queue=queue)
-    assert down.lookup(DOCUMENT).result is Result.NO_HIT
-    assert [a.result for a in down.lookup_lookalikes(DOCUMENT, VARIANTS)] == [
-        Result.NO_HIT,
-        Result.NO_HIT,
-    ]
+    answer, variant_answers = down.lookup_document(DOCUMENT, VARIANTS)
+    assert answer.result is Result.NO_HIT
+    assert [a.result for a in variant_answers] == [Result.NO_HIT, Result.NO_HIT]
     assert len(queue) == 1
     down.close()
     # While the link was down, one look-alike reading was reported.
@@ -219,8 +223,55 @@ def test_queue_file_from_before_variants_opens(tmp_path: Path) -> None:
     conn.close()
 
     queue = RecheckQueue(path, service_url=SERVICE)
-    queue.attach_variants(DOCUMENT, VARIANTS, unknown("down", source="online"))
+    queue.enqueue(DOCUMENT, unknown("down", source="online"), VARIANTS)
 
-    (check,) = queue.pending()
-    assert (check.key, check.variants) == (DOCUMENT, tuple(VARIANTS))
+    old, new = queue.pending()
+    assert (old.key, old.variants) == (DOCUMENT, ())
+    assert (new.key, new.variants) == (DOCUMENT, tuple(VARIANTS))
     queue.close()
+
+
+LISTED = Record(
+    "UTO", "P", "XP827160Z", Status.STOLEN, dt.date(2026, 1, 2), "UTO", "R-1"
+)
+
+
+def test_merge_lists_each_record_once() -> None:
+    own = LookupAnswer(Result.NO_HIT, data_version="v1", source="online")
+    match = LookupAnswer(Result.POSSIBLE, (LISTED,), "v1", source="online")
+
+    merged = merge_lookalikes(own, [match, match])
+
+    assert merged.result is Result.POSSIBLE
+    assert merged.records == (LISTED,)
+
+
+def test_merge_match_when_own_key_unchecked() -> None:
+    own = unknown("lookup service unreachable", source="online")
+    match = LookupAnswer(Result.HIT, (LISTED,), "v1", source="offline")
+
+    merged = merge_lookalikes(own, [match])
+
+    assert merged.result is Result.POSSIBLE
+    assert merged.records == (LISTED,)
+    assert "own number was not checked" in str(merged.reason)
+    assert "lookup service unreachable" in str(merged.reason)
+
+
+def test_merge_keeps_unknown_without_match() -> None:
+    own = unknown("lookup service unreachable", source="online")
+    no_hit = LookupAnswer(Result.NO_HIT, data_version="c1", source="offline")
+
+    assert merge_lookalikes(own, [no_hit]) == own
+
+
+def test_merge_labels_offline_variants() -> None:
+    own = LookupAnswer(Result.NO_HIT, data_version="v9", source="online")
+    offline = LookupAnswer(Result.NO_HIT, data_version="c1", source="offline")
+
+    merged = merge_lookalikes(own, [offline])
+
+    assert merged.result is Result.NO_HIT
+    assert merged.source == "offline"
+    assert merged.data_version == "c1"
+    assert "offline data only" in str(merged.reason)

@@ -14,6 +14,7 @@ from backend.records import (
     DocumentKey,
     LookupAnswer,
     Record,
+    Result,
     Status,
     classify,
     unknown,
@@ -54,10 +55,19 @@ class MemoryLookup:
     def lookup(self, key: DocumentKey) -> LookupAnswer:
         return self.lookup_many([key])[0]
 
-    def lookup_lookalikes(
+    def lookup_document(
         self, key: DocumentKey, variants: Sequence[DocumentKey]
-    ) -> list[LookupAnswer]:
-        return self.lookup_many(variants)
+    ) -> tuple[LookupAnswer, list[LookupAnswer]]:
+        answer = self.lookup(key)
+        if not variants or answer.result in (Result.HIT, Result.POSSIBLE):
+            return answer, []
+        with self._lock:
+            queued = len(self.queued)
+        answers = self.lookup_many(variants)
+        # One queue entry per document, as the resilient client keeps.
+        with self._lock:
+            del self.queued[queued:]
+        return answer, answers
 
     def lookup_many(self, keys: Sequence[DocumentKey]) -> list[LookupAnswer]:
         answers = []

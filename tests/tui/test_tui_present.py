@@ -9,7 +9,7 @@ import re
 import pytest
 
 from backend.records import LookupAnswer, Result
-from kiosk.lookup.base import BackendState, BackendStatus
+from kiosk.lookup.base import LOOKALIKE_MATCH, BackendState, BackendStatus
 from kiosk.pipeline import check_text
 from kiosk.tui.entry import validate_entry
 from kiosk.tui.officer import columns_that_fit
@@ -191,3 +191,24 @@ def test_late_verdict_replaces_on_screen(
     late: Verdict, shown: Verdict, replaces: bool
 ) -> None:
     assert replaces_on_screen(late, shown) is replaces
+
+
+@pytest.mark.parametrize(
+    ("reason", "why"),
+    [
+        (LOOKALIKE_MATCH, "a look-alike reading of the number matches"),
+        (None, "O/0, I/1 or leading zeros differ"),
+    ],
+)
+def test_possible_banner_names_why(
+    client: MemoryLookup, reason: str | None, why: str
+) -> None:
+    outcome = check_text(passport(STOLEN_NUMBER), client, today=FROZEN_NOW.date())
+    possible = dataclasses.replace(
+        outcome.lookup, result=Result.POSSIBLE, reason=reason
+    )
+
+    view = banner_for(dataclasses.replace(outcome, lookup=possible))
+
+    assert view.verdict is Verdict.POSSIBLE
+    assert any(f"({why})" in line for line in view.details)
