@@ -18,6 +18,7 @@ deadline.
 from __future__ import annotations
 
 import logging
+import re
 import ssl
 import threading
 import time
@@ -31,7 +32,7 @@ import httpx
 from backend.errors import InvalidRecord
 from backend.records import DocumentKey, LookupAnswer, Record, Result, unknown
 from backend.store.base import ChangePage
-from kiosk.errors import LookupFailed
+from kiosk.errors import ConfigError, LookupFailed
 from kiosk.lookup.base import BackendState, BackendStatus, lookup_document_in_turn
 from kiosk.lookup.deadline import shared_deadline_start
 
@@ -156,6 +157,30 @@ def _deadline_transport(
     return transport
 
 
+# What an API key may contain once surrounding whitespace is removed: the
+# visible ASCII characters, which an HTTP header carries unchanged.
+_API_KEY_RE = re.compile(r"[!-~]+")
+
+
+def _checked_api_key(api_key: str) -> str:
+    """Return the key without surrounding whitespace, such as the line break
+    of a key file; raise ConfigError if it still cannot go in a header.
+
+    A key with a line break inside made every request fail as if the service
+    were unreachable, so the kiosk ran on its offline copy for good.
+    """
+    key = api_key.strip()
+    bad = next((i for i, c in enumerate(key) if not _API_KEY_RE.fullmatch(c)), None)
+    if bad is not None:
+        # The key is a secret, so only the position is quoted.
+        raise ConfigError(
+            f"invalid API key: character {bad + 1} of {len(key)} is a space, a "
+            "control character or not ASCII; check KIOSK_API_KEY or api_key in "
+            "the config file, or create a new key with 'kiosk-backend keys add'"
+        )
+    return key
+
+
 class HttpLookup:
     """Checks keys against the lookup service over HTTP(S)."""
 
@@ -181,7 +206,7 @@ class HttpLookup:
             )
         headers = {"User-Agent": "border-kiosk"}
         if api_key:
-            headers["Authorization"] = f"Bearer {api_key}"
+            headers["Authorization"] = f"Bearer {_checked_api_key(api_key)}"
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.retries = retries
