@@ -16,6 +16,7 @@ power loss, at the cost of one disk flush per request.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import hashlib
 import hmac
 import json
@@ -84,12 +85,32 @@ class AuditLog:
         self._fsync = fsync
         self._lock = threading.Lock()
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._seq, self._prev = self._recover()
         try:
             self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-            self._head_fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as exc:
             raise AuditError(f"cannot open the audit log {path}: {exc}") from exc
+        try:
+            # One writer per chain: a second process appending to the same
+            # file would interleave two chains, which verify reports as
+            # tampering. The lock goes with the descriptor, also on a kill.
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            os.close(self._fd)
+            raise AuditError(
+                f"audit log {path} is in use by another process, such as another "
+                "'kiosk-backend serve'; give each service its own --audit-log"
+            ) from exc
+        try:
+            self._head_fd = os.open(self.head_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            os.close(self._fd)
+            raise AuditError(f"cannot open the audit log {path}: {exc}") from exc
+        try:
+            self._seq, self._prev = self._recover()
+        except BaseException:
+            os.close(self._fd)
+            os.close(self._head_fd)
+            raise
         logger.info("audit log %s opened at entry %d", path, self._seq)
 
     @classmethod

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.audit import AuditLog, load_or_create_key, verify
+from backend.audit import AuditError, AuditLog, load_or_create_key, verify
 from backend.cli import main
 from backend.records import DocumentKey, Result
 
@@ -198,3 +198,52 @@ def test_entry_in_earlier_key_order_verifies(tmp_path: Path) -> None:
     report = verify(log, key)
     assert report.ok, report.problems
     assert report.entries == 2
+
+
+def test_second_writer_is_rejected(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    first = AuditLog.open(log)
+
+    with pytest.raises(AuditError, match="in use by another process"):
+        AuditLog.open(log)
+
+    first.close()
+    write_entries(log, 2)
+    assert verify(log, load_or_create_key(log.with_name("audit.jsonl.key"))).ok
+
+
+def test_lock_ends_with_killed_writer(tmp_path: Path) -> None:
+    log = tmp_path / "audit.jsonl"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(
+                f"""
+                import sys, time
+                from pathlib import Path
+                from backend.audit import AuditLog
+                AuditLog.open(Path({str(log)!r}))
+                print("ready", flush=True)
+                time.sleep(60)
+                """
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(AuditError, match="give each service its own"):
+            AuditLog.open(log)
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+    key = write_entries(log, 3)
+    report = verify(log, key)
+    assert report.ok, report.problems
+    assert report.entries == 3
