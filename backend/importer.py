@@ -124,6 +124,8 @@ ReadProgress = Callable[[int, int, int], None]
 # more than 10% of the stored records (--allow-shrink) and caps invalid
 # lines at 100 (--max-rejected).
 DEFAULT_MAX_REJECTED_SHARE = 0.01
+# Invalid lines quoted, with their reasons, in the message of a rejected import.
+REJECTED_SHOWN = 5
 DEFAULT_MAX_SHRINK = 0.10
 
 # A full import of a file at least this large is parsed in a child process
@@ -367,8 +369,18 @@ class _CsvSource:
             # Raising inside the store's transaction rolls the import back.
             raise ImportFailed(
                 f"more than {self.max_rejected} invalid lines in {self.path}; "
-                "nothing was imported. Fix the file or raise --max-rejected"
+                "nothing was imported. Fix the file or raise --max-rejected. "
+                + self._first_rejected()
             )
+
+    def _first_rejected(self) -> str:
+        """Describe the first rejected lines, for the message of a rejected
+        import: the report with every line is not printed then."""
+        shown = "; ".join(
+            f"line {line}: {reason}" for line, reason in self.rejected[:REJECTED_SHOWN]
+        )
+        more = len(self.rejected) - REJECTED_SHOWN
+        return f"First invalid lines: {shown}" + (f"; {more} more" if more > 0 else "")
 
     def _lines(
         self, fast_re: re.Pattern[str] | None = None
@@ -452,6 +464,7 @@ class _CsvSource:
             # An empty list would answer NO_HIT for every document.
             raise ImportFailed(
                 f"{self.path} has no valid records; the current data is kept"
+                + (f". {self._first_rejected()}" if self.rejected else "")
             )
         # Raised before the generator ends, so inside the store's transaction,
         # which rolls back.
@@ -466,7 +479,7 @@ class _CsvSource:
                 f"({invalid / self.rows_read:.1%}), over the limit of {share:.1%} "
                 "for a full import; nothing was imported. Check that the file is "
                 "comma-separated with the expected columns and not truncated, or "
-                "raise --max-rejected-percent"
+                "raise --max-rejected-percent. " + self._first_rejected()
             )
         shrink = self.max_shrink
         removed = self.previous_count - self.accepted

@@ -135,3 +135,32 @@ def test_delta_not_limited_by_share(tmp_path: Path) -> None:
         )
         assert report.result.deleted == 1
         assert store.count() == COUNT - 1
+
+
+@pytest.mark.parametrize("parallel", [False, True], ids=["inline", "parser-process"])
+def test_rejected_import_names_first_bad_lines(tmp_path: Path, parallel: bool) -> None:
+    url, version = seeded_store(tmp_path)
+    bad = [["UTO", "P", "N1", "misplaced"] for _ in range(7)]
+    path = write_csv(tmp_path / "bad.csv", [*good_lines(10), *bad])
+
+    with open_store(url) as store, pytest.raises(ImportFailed) as caught:
+        import_csv(store, path, parallel=parallel)
+
+    message = str(caught.value)
+    assert "First invalid lines: line 12: expected 9 columns, found 4" in message
+    assert "line 16:" in message
+    assert "line 17:" not in message
+    assert message.endswith("; 2 more")
+    assert_untouched(url, version)
+
+
+def test_file_without_valid_records_names_bad_lines(tmp_path: Path) -> None:
+    url, version = seeded_store(tmp_path)
+    path = write_csv(tmp_path / "bad.csv", [["UTO", "P"]])
+
+    with open_store(url) as store, pytest.raises(ImportFailed) as caught:
+        import_csv(store, path, max_rejected_share=None)
+
+    assert "has no valid records" in str(caught.value)
+    assert "line 2: expected 9 columns, found 2" in str(caught.value)
+    assert_untouched(url, version)
