@@ -712,7 +712,13 @@ def create_app(
                 logger.warning(
                     "rejected an unknown API key, request %s", request_id_of(request)
                 )
-                raise ApiError(401, "invalid API key", {"WWW-Authenticate": "Bearer"})
+                raise ApiError(
+                    401,
+                    "invalid API key: no terminal has this key; check the kiosk's "
+                    "KIOSK_API_KEY or api_key setting, or create a key with "
+                    "'kiosk-backend keys add TERMINAL_ID'",
+                    {"WWW-Authenticate": "Bearer"},
+                )
             terminal = found
             with key_lock:
                 key_cache[key_hash] = (terminal, now + settings.key_cache_s)

@@ -205,6 +205,8 @@ def _audit_folder_error(path: Path) -> str | None:
     otherwise start a new chain in new folders, and `audit verify` on the
     intended path would check an old log.
     """
+    if path.name == "" or path.is_dir():
+        return f"audit log path {str(path)!r} is a folder: name a file in it"
     folder = path.parent
     if folder.is_dir() or path == DEFAULT_AUDIT_LOG:
         return None

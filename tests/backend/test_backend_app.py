@@ -123,7 +123,8 @@ def test_missing_and_wrong_key(client: TestClient) -> None:
         "/v1/lookup", json=key_json(), headers={"Authorization": "Bearer nope"}
     )
     assert wrong.status_code == 401
-    assert wrong.json()["error"] == "invalid API key"
+    assert wrong.json()["error"].startswith("invalid API key: no terminal")
+    assert "kiosk-backend keys add" in wrong.json()["error"]
     header = client.post("/v1/lookup", json=key_json(), headers={"X-API-Key": API_KEY})
     assert header.status_code == 200
 

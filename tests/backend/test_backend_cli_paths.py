@@ -123,3 +123,26 @@ def test_audit_verify_log_option(
 
     assert main(["audit", "verify", option, str(log)]) == 0
     assert "3 entries, chain intact" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("given", ["", "logs"])
+def test_serve_audit_log_folder_rejected(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    uvicorn_calls: UvicornCalls,
+    monkeypatch: pytest.MonkeyPatch,
+    given: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "logs").mkdir()
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
+    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+
+    code = main(["serve", "--store", url, "--audit-log", given])
+
+    assert code == 2
+    assert "is a folder: name a file in it" in capsys.readouterr().err
+    # No audit key was written beside the folder.
+    assert not list(tmp_path.rglob("*.key"))
+    assert uvicorn_calls.calls == 0
