@@ -759,14 +759,18 @@ def _find_damage(conn: psycopg.Connection[Any], where: str) -> str | None:
         if (row := conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()) is None
         or row[0] is None
     ]
-    if missing == ["records_key"] and not [
-        name
-        for name in _OLD_KEY_INDEXES
-        if (row := conn.execute("SELECT to_regclass(%s)", (name,)).fetchone()) is None
-        or row[0] is None
-    ]:
-        # The layout before the single key index.
-        missing = []
+    if "records_key" in missing:
+        old_missing = [
+            name
+            for name in _OLD_KEY_INDEXES
+            if (row := conn.execute("SELECT to_regclass(%s)", (name,)).fetchone())
+            is None
+            or row[0] is None
+        ]
+        if len(old_missing) < len(_OLD_KEY_INDEXES):
+            # The layout before the single key index needs both of its indexes.
+            missing.remove("records_key")
+            missing += old_missing
     if missing:
         return (
             f"{where} is damaged: {', '.join(missing)} missing although version "

@@ -704,10 +704,11 @@ def _find_damage(conn: sqlite3.Connection, path: Path, *, exact: bool) -> str | 
         "lookups are refused until the full list is imported again with "
         "'kiosk-backend import --store URL FILE'"
     )
-    if names.issuperset(_OLD_KEY_INDEXES):
-        # The layout before the single key index.
-        names.add("records_key")
     missing = [name for name in _REQUIRED_OBJECTS if name not in names]
+    if "records_key" in missing and names.intersection(_OLD_KEY_INDEXES):
+        # The layout before the single key index needs both of its indexes.
+        missing.remove("records_key")
+        missing += [name for name in _OLD_KEY_INDEXES if name not in names]
     if missing:
         return (
             f"store {path} is damaged: {', '.join(missing)} missing although "

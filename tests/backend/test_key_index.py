@@ -156,3 +156,20 @@ def test_old_index_layout_answers_until_full_import(
     names = index_names(store_url)
     assert "records_key" in names
     assert not names & {"records_exact", "records_folded"}
+
+
+@pytest.mark.parametrize("lost", ["records_exact", "records_folded"])
+def test_old_layout_missing_index_named(
+    store_url: str, tmp_path: Path, lost: str
+) -> None:
+    with open_store(store_url) as store:
+        import_csv(store, write_csv(tmp_path / "full.csv", LINES))
+    for statement in OLD_LAYOUT:
+        run_sql(store_url, statement)
+    run_sql(store_url, f"DROP INDEX {lost}")
+
+    with open_store(store_url) as store, pytest.raises(StoreUnavailable) as caught:
+        store.lookup(key("FRA", "X0000001"))
+
+    assert f"{lost} missing" in str(caught.value)
+    assert "records_key" not in str(caught.value)
