@@ -63,6 +63,13 @@ def open_store(url: str, *, create: bool = True) -> Store:
 
         return PostgresStore(url)
     scheme = url.split("://", 1)[0]
+    if scheme == "sqlite":
+        # sqlite://var/x.sqlite3 would name host "var"; SQLite has none.
+        raise StoreError(
+            "invalid SQLite store URL: it needs three slashes, as in "
+            "sqlite:///var/x.sqlite3 (relative) or sqlite:////srv/x.sqlite3 "
+            "(absolute)"
+        )
     raise StoreError(
         f"unsupported store URL scheme {scheme!r}: use sqlite:///PATH or "
         "postgresql://USER@HOST:PORT/DB"

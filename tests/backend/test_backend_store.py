@@ -294,6 +294,8 @@ def test_unknown_store_url_rejected() -> None:
         open_store("mysql://localhost/db")
     with pytest.raises(StoreError, match="no file path"):
         open_store("sqlite:///")
+    with pytest.raises(StoreError, match="needs three slashes"):
+        open_store("sqlite://var/x.sqlite3")
 
 
 @pytest.mark.postgres
