@@ -426,8 +426,11 @@ class _CsvSource:
                         yield pending
                     pending = (line_num, item)
             except UnicodeDecodeError as exc:
+                where = f"after line {line_num}" if line_num else "near its start"
                 raise ImportFailed(
-                    f"{self.path} is not valid UTF-8 after line {line_num}"
+                    f"{self.path} is not valid UTF-8 {where}; nothing was "
+                    "imported. Save the list as UTF-8 CSV (a spreadsheet's "
+                    "'CSV UTF-8' format), or check that it is the right file"
                 ) from exc
             except csv.Error as exc:
                 if reader is not None:

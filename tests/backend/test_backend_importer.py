@@ -109,6 +109,20 @@ def test_not_utf8_fails(sqlite_store: Store, tmp_path: Path) -> None:
     assert sqlite_store.data_version() is None
 
 
+def test_binary_file_fails_naming_first_line(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "photo.csv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe\x00\x00" * 100)
+
+    with pytest.raises(ImportFailed) as caught:
+        import_csv(sqlite_store, path)
+
+    assert "not valid UTF-8 near its start" in str(caught.value)
+    assert "Save the list as UTF-8 CSV" in str(caught.value)
+    assert sqlite_store.data_version() is None
+
+
 def test_missing_file_fails(sqlite_store: Store, tmp_path: Path) -> None:
     with pytest.raises(ImportFailed, match="cannot read"):
         import_csv(sqlite_store, tmp_path / "absent.csv")
