@@ -124,6 +124,13 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
 
     log = Path(args.log)
     key_path = Path(args.key) if args.key else log.with_name(log.name + ".key")
+    if not log.parent.is_dir():
+        print(
+            f"error: audit log folder {log.parent} not found; give the "
+            "--audit-log path that serve was started with",
+            file=sys.stderr,
+        )
+        return 2
     if not key_path.exists():
         print(f"error: audit key {key_path} not found; pass --key", file=sys.stderr)
         return 2
@@ -207,6 +214,11 @@ def _audit_folder_error(path: Path) -> str | None:
     """
     if path.name == "" or path.is_dir():
         return f"audit log path {str(path)!r} is a folder: name a file in it"
+    if path.suffix == ".key" or path.name.endswith(".head"):
+        return (
+            f"audit log path {path} names the log's key or head file; give "
+            "the log itself, such as var/backend/audit.jsonl"
+        )
     folder = path.parent
     if folder.is_dir() or path == DEFAULT_AUDIT_LOG:
         return None

@@ -146,3 +146,28 @@ def test_serve_audit_log_folder_rejected(
     # No audit key was written beside the folder.
     assert not list(tmp_path.rglob("*.key"))
     assert uvicorn_calls.calls == 0
+
+
+def test_serve_audit_log_key_file_rejected(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], uvicorn_calls: UvicornCalls
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
+    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+    key = tmp_path / "audit.jsonl.key"
+
+    code = main(["serve", "--store", url, "--audit-log", str(key)])
+
+    assert code == 2
+    assert "names the log's key or head file" in capsys.readouterr().err
+    assert not (tmp_path / "audit.jsonl.key.key").exists()
+    assert uvicorn_calls.calls == 0
+
+
+def test_audit_verify_missing_folder_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "nowhere" / "audit.jsonl"
+
+    assert main(["audit", "verify", "--audit-log", str(log)]) == 2
+    assert f"audit log folder {log.parent} not found" in capsys.readouterr().err
