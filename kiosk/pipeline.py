@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from backend.errors import InvalidRecord
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.errors import ImageError, MRZError, ReaderError
-from kiosk.lookup.base import merge_lookalikes
+from kiosk.lookup.base import merge_lookalikes, needs_lookalikes
 from kiosk.lookup.deadline import shared_deadline
 from kiosk.mrz import LAYOUTS, MrzReport, RepairOutcome, RepairStatus, repair_text
 from kiosk.mrz.formats import Field
@@ -225,9 +225,9 @@ def _finish(
     variants = plan_lookalikes(report, state_candidates, alternatives)
     with shared_deadline():
         # NOTE: a second request, on most checks. The client looks the
-        # variants up only when the key is not a HIT or POSSIBLE.
+        # variants up only after a NO_HIT or UNKNOWN for the key.
         answer, variant_answers = client.lookup_document(key, variants.keys)
-    if answer.result in (Result.NO_HIT, Result.UNKNOWN):
+    if needs_lookalikes(answer):
         answer = _check_lookalikes(answer, variant_answers, variants)
     answer = _guard_no_hit(answer, _distrust_reason(outcome, report, reader_doubt))
     elapsed = (time.perf_counter() - started) * 1000

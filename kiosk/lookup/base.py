@@ -71,13 +71,19 @@ def create_private(path: Path) -> None:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
 
 
+def needs_lookalikes(answer: LookupAnswer) -> bool:
+    """Return whether a document's look-alike readings must be looked up
+    after its key got `answer`: after a NO_HIT or an UNKNOWN."""
+    return answer.result in (Result.NO_HIT, Result.UNKNOWN)
+
+
 def lookup_document_in_turn(
     client: LookupClient, key: DocumentKey, variants: Sequence[DocumentKey]
 ) -> tuple[LookupAnswer, list[LookupAnswer]]:
     """Do what `LookupClient.lookup_document` does with two plain lookups,
     for clients that queue nothing."""
     answer = client.lookup(key)
-    if not variants or answer.result in (Result.HIT, Result.POSSIBLE):
+    if not variants or not needs_lookalikes(answer):
         return answer, []
     return answer, client.lookup_many(variants)
 
@@ -121,14 +127,15 @@ def merge_lookalikes(
             result=Result.UNKNOWN,
             reason=f"look-alike readings could not be checked: {failed[0].reason}",
         )
-    weaker = [v for v in variant_answers if v.source != answer.source]
-    if weaker:
+    other_source = [v for v in variant_answers if v.source != answer.source]
+    if other_source:
+        first = other_source[0]
         return dataclasses.replace(
             answer,
-            source=weaker[0].source,
-            data_version=weaker[0].data_version,
-            checked_at=weaker[0].checked_at,
+            source=first.source,
+            data_version=first.data_version,
+            checked_at=first.checked_at,
             reason=f"look-alike readings of the document number were checked "
-            f"against the {weaker[0].source} data only",
+            f"against the {first.source} data only",
         )
     return answer

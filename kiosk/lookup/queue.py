@@ -123,37 +123,37 @@ class RecheckQueue:
     ) -> int:
         """Queue a key, and the look-alike readings `variants` with it, for an
         online recheck; return its queue id once on disk."""
+        reason = answer.reason or f"answered {answer.result.value} by {answer.source}"
         with self._lock:
             try:
                 with self._conn:
-                    queue_id = self._insert(key, answer, variants)
+                    cursor = self._conn.execute(
+                        "INSERT INTO rechecks (issuing_state, document_type,"
+                        " document_number, queued_at, reason, first_result,"
+                        " service_url, variants) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (
+                            key.issuing_state,
+                            key.document_type,
+                            key.document_number,
+                            dt.datetime.now(dt.UTC).isoformat(),
+                            reason,
+                            answer.result.value,
+                            self.service_url,
+                            _dump_variants(variants) if variants else None,
+                        ),
+                    )
             except sqlite3.Error as exc:
                 raise LookupFailed(
                     f"cannot queue a recheck in {self.path}: {exc}"
                 ) from exc
-        logger.info("queued recheck %d (%s)", queue_id, answer.result.value)
-        return queue_id
-
-    def _insert(
-        self, key: DocumentKey, answer: LookupAnswer, variants: Sequence[DocumentKey]
-    ) -> int:
-        reason = answer.reason or f"answered {answer.result.value} by {answer.source}"
-        cursor = self._conn.execute(
-            "INSERT INTO rechecks (issuing_state, document_type,"
-            " document_number, queued_at, reason, first_result,"
-            " service_url, variants) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                key.issuing_state,
-                key.document_type,
-                key.document_number,
-                dt.datetime.now(dt.UTC).isoformat(),
-                reason,
-                answer.result.value,
-                self.service_url,
-                _dump_variants(variants) if variants else None,
-            ),
+        queue_id = int(cursor.lastrowid or 0)
+        logger.info(
+            "queued recheck %d (%s) with %d look-alikes",
+            queue_id,
+            answer.result.value,
+            len(variants),
         )
-        return int(cursor.lastrowid or 0)
+        return queue_id
 
     def _mine(self) -> tuple[str, tuple[str, ...]]:
         """Return the WHERE clause and parameters that select this queue's rows."""

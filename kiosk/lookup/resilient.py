@@ -16,7 +16,12 @@ from collections.abc import Sequence
 
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.errors import LookupFailed
-from kiosk.lookup.base import BackendState, BackendStatus, merge_lookalikes
+from kiosk.lookup.base import (
+    BackendState,
+    BackendStatus,
+    merge_lookalikes,
+    needs_lookalikes,
+)
 from kiosk.lookup.http import REJECTED_REASON, HttpLookup
 from kiosk.lookup.offline import OfflineCopy
 from kiosk.lookup.queue import RecheckQueue
@@ -67,13 +72,13 @@ class ResilientLookup:
         answer = answers[0]
         variant_answers: list[LookupAnswer] = []
         variant_missing: list[int] = []
-        if variants and answer.result not in (Result.HIT, Result.POSSIBLE):
+        if variants and needs_lookalikes(answer):
             variant_answers, variant_missing = self._answer(variants)
         if missing or variant_missing:
-            # The queue shows the officer's first result in a late alert.
-            shown = merge_lookalikes(answer, variant_answers)
+            # A late alert names the result the officer saw first.
+            first_seen = merge_lookalikes(answer, variant_answers)
             unanswered = [variants[i] for i in variant_missing]
-            self._enqueue(key, shown, unanswered)
+            self._enqueue(key, first_seen, unanswered)
         return answer, variant_answers
 
     def _answer(
