@@ -22,6 +22,14 @@ class UvicornCalls:
         self.calls += 1
 
 
+def imported_store_url(tmp_path: Path) -> str:
+    """Return the URL of a SQLite store that `kiosk-backend import` filled."""
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
+    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+    return url
+
+
 @pytest.fixture
 def uvicorn_calls(monkeypatch: pytest.MonkeyPatch) -> UvicornCalls:
     calls = UvicornCalls()
@@ -63,9 +71,7 @@ def test_serve_imported_store_starts(
 ) -> None:
     # gc.freeze would keep this test process's objects for good.
     monkeypatch.setattr("backend.app.freeze_startup_objects", lambda: None)
-    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
-    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
-    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+    url = imported_store_url(tmp_path)
 
     code = main(["serve", "--store", url, "--audit-log", str(tmp_path / "a.jsonl")])
 
@@ -80,9 +86,7 @@ def test_serve_missing_audit_folder_rejected(
     uvicorn_calls: UvicornCalls,
     workers: str,
 ) -> None:
-    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
-    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
-    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+    url = imported_store_url(tmp_path)
     log = tmp_path / "adit" / "audit.jsonl"
 
     code = main(
@@ -104,9 +108,7 @@ def test_serve_creates_default_audit_folder(
 ) -> None:
     monkeypatch.setattr("backend.app.freeze_startup_objects", lambda: None)
     monkeypatch.chdir(tmp_path)
-    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
-    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
-    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+    url = imported_store_url(tmp_path)
 
     assert main(["serve", "--store", url]) == 0
 
@@ -125,21 +127,19 @@ def test_audit_verify_log_option(
     assert "3 entries, chain intact" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("given", ["", "logs"])
+@pytest.mark.parametrize("audit_log", ["", "logs"])
 def test_serve_audit_log_folder_rejected(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     uvicorn_calls: UvicornCalls,
     monkeypatch: pytest.MonkeyPatch,
-    given: str,
+    audit_log: str,
 ) -> None:
     monkeypatch.chdir(tmp_path)
     (tmp_path / "logs").mkdir()
-    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
-    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
-    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+    url = imported_store_url(tmp_path)
 
-    code = main(["serve", "--store", url, "--audit-log", given])
+    code = main(["serve", "--store", url, "--audit-log", audit_log])
 
     assert code == 2
     assert "is a folder: name a file in it" in capsys.readouterr().err
@@ -151,9 +151,7 @@ def test_serve_audit_log_folder_rejected(
 def test_serve_audit_log_key_file_rejected(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], uvicorn_calls: UvicornCalls
 ) -> None:
-    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
-    seed = write_csv(tmp_path / "seed.csv", [record_line("UTO", "L898902C3")])
-    assert main(["import", str(seed), "--store", url, "--quiet"]) == 0
+    url = imported_store_url(tmp_path)
     key = tmp_path / "audit.jsonl.key"
 
     code = main(["serve", "--store", url, "--audit-log", str(key)])

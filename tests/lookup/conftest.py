@@ -18,6 +18,8 @@ from backend.app import ServiceSettings, create_app, hash_api_key
 from backend.audit import AuditLog
 from backend.importer import import_csv
 from backend.store import Store, open_store
+from kiosk.lookup.http import HttpLookup
+from kiosk.lookup.offline import OfflineCopy
 from tests.backend.helpers import record_line, write_csv
 
 API_KEY = "kiosk-test-key"
@@ -41,6 +43,15 @@ class LiveService:
     url: str
     store: Store
     folder: Path
+
+
+def synced_copy(path: Path, service: LiveService) -> OfflineCopy:
+    """Return an offline copy at `path`, synced once from the live service."""
+    copy = OfflineCopy(path)
+    client = HttpLookup(service.url, api_key=API_KEY, timeout_s=2.0, retries=1)
+    copy.sync(client)
+    client.close()
+    return copy
 
 
 def _run_uvicorn(server: uvicorn.Server) -> threading.Thread:

@@ -22,7 +22,7 @@ from kiosk.lookup.offline import OfflineCopy
 from kiosk.lookup.queue import QueuedCheck, RecheckQueue
 from kiosk.lookup.resilient import ResilientLookup
 from tests.backend.helpers import record_line, write_csv
-from tests.lookup.conftest import API_KEY, LiveService, free_port
+from tests.lookup.conftest import API_KEY, LiveService, free_port, synced_copy
 
 DOCUMENT = DocumentKey.create("UTO", "P", "XP8271602")
 # Two readings of the same document number with look-alike swaps.
@@ -117,10 +117,7 @@ def test_late_lookalike_match_is_possible_for_the_document(
     live_service: LiveService, tmp_path: Path
 ) -> None:
     late: list[tuple[QueuedCheck, LookupAnswer]] = []
-    copy = OfflineCopy(tmp_path / "offline.sqlite3")
-    first = online(live_service.url)
-    copy.sync(first)
-    first.close()
+    copy = synced_copy(tmp_path / "offline.sqlite3", live_service)
     queue = RecheckQueue(
         tmp_path / "q.sqlite3", on_late_hit=lambda c, a: late.append((c, a))
     )

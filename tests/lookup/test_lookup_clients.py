@@ -26,6 +26,7 @@ from tests.lookup.conftest import (
     FaultServer,
     LiveService,
     free_port,
+    synced_copy,
 )
 
 HIT_KEY = DocumentKey.create("UTO", "P", "L898902C3")
@@ -327,10 +328,7 @@ def test_offline_fallback_then_late_hit(
     live_service: LiveService, tmp_path: Path
 ) -> None:
     late: list[tuple[QueuedCheck, LookupAnswer]] = []
-    copy = OfflineCopy(tmp_path / "offline.sqlite3")
-    first_client = online(live_service.url)
-    copy.sync(first_client)
-    first_client.close()
+    copy = synced_copy(tmp_path / "offline.sqlite3", live_service)
     queue = RecheckQueue(
         tmp_path / "q.sqlite3", on_late_hit=lambda c, a: late.append((c, a))
     )
