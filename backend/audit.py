@@ -90,9 +90,9 @@ class AuditLog:
         except OSError as exc:
             raise AuditError(f"cannot open the audit log {path}: {exc}") from exc
         try:
-            # One writer per chain: a second process appending to the same
-            # file would interleave two chains, which verify reports as
-            # tampering. The lock goes with the descriptor, also on a kill.
+            # Each chain has one writer. A second process appending to the
+            # same file would interleave two chains, which verify reports as
+            # tampering. The lock ends with the descriptor, also on a kill.
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as exc:
             os.close(self._fd)

@@ -374,13 +374,13 @@ class _CsvSource:
             )
 
     def _first_rejected(self) -> str:
-        """Describe the first rejected lines, for the message of a rejected
-        import: the report with every line is not printed then."""
-        shown = "; ".join(
+        """Describe the first rejected lines for the message of a rejected
+        import, because the report with every line is not printed then."""
+        quoted = "; ".join(
             f"line {line}: {reason}" for line, reason in self.rejected[:REJECTED_SHOWN]
         )
         more = len(self.rejected) - REJECTED_SHOWN
-        return f"First invalid lines: {shown}" + (f"; {more} more" if more > 0 else "")
+        return f"First invalid lines: {quoted}" + (f"; {more} more" if more > 0 else "")
 
     def _lines(
         self, fast_re: re.Pattern[str] | None = None

@@ -5,9 +5,9 @@ service: the same worker count, uvicorn's default event loop and HTTP parser
 (uvloop and httptools when installed, in uvicorn 0.55) and no access log.
 It drives the app with the same requests as the service. The app reads each
 request's whole body and returns 200 with a fixed `application/json` body as
-long as the service's NO_HIT response, so its request rate is what uvicorn,
-loopback TCP and the load generator reach on this machine with no lookup work
-at all.
+long as the service's NO_HIT response. Its request rate is therefore what
+uvicorn, loopback TCP and the load generator reach on this machine with no
+lookup work at all.
 
     python -m tools.bench_ceiling_app --port 8999 --workers 2 --body-length 180
 """

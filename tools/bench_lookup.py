@@ -340,7 +340,7 @@ def _wait_ready(url: str, server: subprocess.Popen[bytes], port: int) -> None:
             raise RuntimeError(f"benchmark server on port {port} did not become ready")
         time.sleep(0.2)
     if server.poll() is not None:
-        # Another process answered on the port; measuring it would be wrong.
+        # Another process listens on the port, and measuring it would be wrong.
         raise RuntimeError(f"benchmark server failed to bind port {port}")
 
 

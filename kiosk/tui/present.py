@@ -164,13 +164,13 @@ POSSIBLE_RECORDS_SHOWN = 3
 def _possible_details(answer: LookupAnswer) -> tuple[str, ...]:
     count = len(answer.records)
     noun = "record is" if count == 1 else "records are"
-    why = (
+    difference = (
         "a look-alike reading of the number matches"
         if (answer.reason or "").startswith(LOOKALIKE_MATCH)
         else "O/0, I/1 or leading zeros differ"
     )
     rows = [
-        f"{count} similar {noun} on the list ({why}).",
+        f"{count} similar {noun} on the list ({difference}).",
         "Verify the document number against the record before you act.",
     ]
     for record in answer.records[:POSSIBLE_RECORDS_SHOWN]:

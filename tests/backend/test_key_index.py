@@ -1,6 +1,6 @@
 """One unique index on (state, folded number, number, type) serves lookups,
 exact matches and deletes. Stores from before it, with the two indexes
-records_exact and records_folded, keep answering until a full import."""
+records_exact and records_folded, keep working until a full import."""
 
 from __future__ import annotations
 

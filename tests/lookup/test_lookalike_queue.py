@@ -42,7 +42,8 @@ def closed_service() -> HttpLookup:
 
 
 class _Scripted:
-    """An online client answering each key from a table, NO_HIT otherwise."""
+    """Online client stand-in that returns each key's answer from a table,
+    and NO_HIT for keys not in it."""
 
     def __init__(self, answers: dict[DocumentKey, LookupAnswer]) -> None:
         self.answers = answers
