@@ -243,12 +243,94 @@ def _read_response(sock: socket.socket, buffer: bytearray) -> int:
     return int(head.split(" ", 2)[1])
 
 
+def service_workers(pid: int) -> tuple[int, ...]:
+    """Return the worker processes of a `serve --workers N` process.
+
+    With one worker uvicorn serves in the process itself. The children
+    include multiprocessing's resource tracker, which serves nothing.
+    """
+    workers = []
+    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
+        command = Path(f"/proc/{child}/cmdline").read_bytes()
+        if b"resource_tracker" not in command:
+            workers.append(int(child))
+    return tuple(workers) or (pid,)
+
+
+def _connection_owner(
+    client: socket.socket, server_port: int, pids: Sequence[int]
+) -> int | None:
+    """Return which of `pids` holds the server end of a loopback connection.
+
+    Reads the connection's socket inode from /proc/net/tcp, then looks for
+    it among the processes' open files. None if no process holds it (yet).
+    """
+    client_port = client.getsockname()[1]
+    local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
+    inode = None
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1] == local and fields[2] == remote:
+            inode = fields[9]
+            break
+    if inode is None:
+        return None
+    target = f"socket:[{inode}]"
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) == target:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+# Attempts to get a connection served by the assigned worker.
+_CONNECT_ATTEMPTS = 50
+
+
+def _balanced_connection(
+    port: int, first_request: bytes, pids: Sequence[int], assigned: int
+) -> tuple[socket.socket, bool]:
+    """Connect until the service worker `assigned` serves the connection.
+
+    The workers of `serve --workers N` accept from one shared socket, and
+    an idle worker can accept several connections in a row. A handful of
+    keep-alive connections then often land on one worker while another
+    idles: runs differed by up to 2x for that alone. A load balancer in
+    front of the workers, or hundreds of kiosks, spread connections
+    evenly; reconnecting until each load process reaches its assigned
+    worker does the same here. Returns the socket and whether it is on
+    the assigned worker.
+    """
+    buffer = bytearray()
+    for _ in range(_CONNECT_ATTEMPTS):
+        sock = socket.create_connection(("127.0.0.1", port))
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        # After one answered request the worker has accepted the connection.
+        sock.sendall(first_request)
+        _read_response(sock, buffer)
+        if _connection_owner(sock, port, pids) == assigned:
+            return sock, True
+        sock.close()
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock, False
+
+
 def _http_worker(
     port: int,
     keys: list[tuple[str, str, str]],
     batch_size: int,
     seconds: float,
-    queue: multiprocessing.Queue[tuple[list[float], int]],
+    pids: tuple[int, ...],
+    assigned: int,
+    queue: multiprocessing.Queue[tuple[list[float], int, bool]],
 ) -> None:
     # A raw keep-alive socket with pre-encoded requests keeps the load
     # generator's own CPU use small, since it shares the cores with the
@@ -257,8 +339,8 @@ def _http_worker(
     latencies: list[float] = []
     documents = 0
     buffer = bytearray()
-    with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock, balanced = _balanced_connection(port, requests[0], pids, assigned)
+    with sock:
         deadline = time.perf_counter() + seconds
         index = 0
         while time.perf_counter() < deadline:
@@ -271,31 +353,52 @@ def _http_worker(
             if status != 200:
                 raise RuntimeError(f"benchmark request failed: HTTP {status}")
             documents += batch_size
-    queue.put((latencies, documents))
+    queue.put((latencies, documents, balanced))
 
 
 def run_load(
-    port: int, keys: list[DocumentKey], *, batch_size: int, workers: int, seconds: float
+    port: int,
+    keys: list[DocumentKey],
+    *,
+    batch_size: int,
+    workers: int,
+    seconds: float,
+    server_pid: int,
 ) -> tuple[list[float], int, float]:
+    """Drive the service from `workers` load processes, one keep-alive
+    connection each, spread evenly over the service's worker processes.
+    Return the latencies, the documents answered and the elapsed time."""
     plain = [(k.issuing_state, k.document_type, k.document_number) for k in keys]
-    queue: multiprocessing.Queue[tuple[list[float], int]] = multiprocessing.Queue()
+    pids = service_workers(server_pid)
+    queue: multiprocessing.Queue[tuple[list[float], int, bool]] = (
+        multiprocessing.Queue()
+    )
     processes = [
         multiprocessing.Process(
-            target=_http_worker, args=(port, plain, batch_size, seconds, queue)
+            target=_http_worker,
+            args=(port, plain, batch_size, seconds, pids, pids[i % len(pids)], queue),
         )
-        for _ in range(workers)
+        for i in range(workers)
     ]
     started = time.perf_counter()
     for process in processes:
         process.start()
     latencies: list[float] = []
     documents = 0
+    unbalanced = 0
     for _ in processes:
-        part, count = queue.get(timeout=seconds + 120)
+        part, count, balanced = queue.get(timeout=seconds + 120)
         latencies.extend(part)
         documents += count
+        unbalanced += not balanced
     for process in processes:
         process.join()
+    if unbalanced:
+        print(
+            f"  note: {unbalanced} of {workers} load connections did not reach "
+            "their assigned service worker",
+            flush=True,
+        )
     return latencies, documents, time.perf_counter() - started
 
 
@@ -392,7 +495,12 @@ def bench_http(
         ]
         for label, batch, workers in runs:
             latencies, documents, elapsed = run_load(
-                port, keys, batch_size=batch, workers=workers, seconds=args.http_seconds
+                port,
+                keys,
+                batch_size=batch,
+                workers=workers,
+                seconds=args.http_seconds,
+                server_pid=server.pid,
             )
             results.add(
                 kind,
@@ -442,6 +550,7 @@ def bench_ceiling(
             batch_size=1,
             workers=args.http_workers,
             seconds=args.http_seconds,
+            server_pid=server.pid,
         )
     finally:
         server.terminate()

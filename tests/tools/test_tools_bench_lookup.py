@@ -1,4 +1,5 @@
-"""Tests of the lookup benchmark's anchors: import floor and HTTP ceiling.
+"""Tests of the lookup benchmark's anchors (import floor and HTTP ceiling)
+and of how its load generator spreads connections.
 
 They check the helpers and the ceiling app, not any speed, and need no
 PostgreSQL server.
@@ -8,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import shutil
+import socket
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +31,7 @@ from tools.bench_import_floor import (
     sqlite_import_script,
     sqlite_index_script,
 )
-from tools.bench_lookup import ceiling_ratio_row
+from tools.bench_lookup import _connection_owner, ceiling_ratio_row, service_workers
 
 
 def test_floor_rows_rates_and_ratio() -> None:
@@ -48,6 +52,53 @@ def test_ceiling_ratio_row_divides_by_ceiling() -> None:
     assert measure == "HTTP single / ceiling"
     assert value == "0.25"
     assert note == "1,000 over 4,000 req/s"
+
+
+@pytest.mark.skipif(
+    not Path("/proc/net/tcp").exists(), reason="needs Linux /proc/net/tcp"
+)
+def test_connection_owner_finds_the_accepting_process() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        with socket.create_connection(("127.0.0.1", port)) as client:
+            accepted, _ = server.accept()
+            with accepted:
+                assert _connection_owner(client, port, [os.getpid()]) == os.getpid()
+                # The process that holds it is not among those asked about.
+                assert _connection_owner(client, port, [os.getppid()]) is None
+                # A port with no such connection.
+                assert _connection_owner(client, port + 1, [os.getpid()]) is None
+
+
+@pytest.mark.skipif(
+    not Path("/proc/self/task").exists(), reason="needs Linux /proc task files"
+)
+def test_service_workers_skips_resource_tracker() -> None:
+    # A process without children serves in itself, as uvicorn with one worker.
+    with subprocess.Popen(["sleep", "30"]) as lone:
+        try:
+            assert service_workers(lone.pid) == (lone.pid,)
+        finally:
+            lone.kill()
+    script = (
+        "import subprocess, sys, time\n"
+        "a = subprocess.Popen(['sleep', '30'])\n"
+        "b = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)',"
+        " 'multiprocessing.resource_tracker'])\n"
+        "print(a.pid, b.pid, flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, text=True
+    ) as parent:
+        try:
+            assert parent.stdout is not None
+            worker, tracker = (int(pid) for pid in parent.stdout.readline().split())
+            assert service_workers(parent.pid) == (worker,)
+        finally:
+            for pid in (worker, tracker):
+                os.kill(pid, 9)
+            parent.kill()
 
 
 def test_pg_table_types_follow_store() -> None:
