@@ -163,6 +163,20 @@ def _find_many(
     return found
 
 
+# Readers map the store file into memory and read pages from the mapping,
+# where they would copy each page with a read() call. With 3 million
+# records, HTTP batches of 250 rose from 97,000 to 107,000 documents/s to
+# 128,000 to 131,000, and single lookups from 7,700 to 8,700/s to 9,200 to
+# 10,400/s (2 vCPUs, 2 service workers). SQLite caps the mapping at its
+# compile-time limit, 2 GiB in Python's builds, and reads the rest of a
+# larger file as before. The mapped pages are the kernel's page cache, which
+# ps counts in a reader's resident memory.
+# NOTE: a read error on a mapped page (a failing disk) stops the process
+# with SIGBUS, where read() would raise an error. A kiosk then gets no
+# answer and shows the check as not done, as for any lost service.
+_READER_MMAP_BYTES = 1 << 40
+
+
 class SQLiteStore(Store):
     kind = "sqlite"
 
@@ -225,6 +239,7 @@ class SQLiteStore(Store):
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = self._connect()
+            conn.execute(f"PRAGMA mmap_size={_READER_MMAP_BYTES}")
             self._local.conn = conn
             self._local.data_version = None
             self._local.version = None

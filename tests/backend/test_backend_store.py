@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -318,3 +321,40 @@ def test_versions_of_two_stores_differ_within_one_second() -> None:
     assert version_time("7-20261204T060000Z") == dt.datetime(
         2026, 12, 4, 6, 0, tzinfo=dt.UTC
     )
+
+
+def test_sqlite_readers_map_the_file_and_see_full_imports(tmp_path: Path) -> None:
+    # Readers read through a memory mapping; a later full import, written
+    # by another connection, must still be what they answer from.
+    from backend.store.sqlite import SQLiteStore
+
+    with open_store(f"sqlite:///{tmp_path / 'mapped.sqlite3'}") as store:
+        assert isinstance(store, SQLiteStore)
+        import_csv(store, write_csv(tmp_path / "a.csv", [record_line("UTO", "AB1")]))
+        key = DocumentKey.create("UTO", "P", "AB1")
+        assert store.lookup(key).result is Result.HIT
+        mapped = store._reader().execute("PRAGMA mmap_size").fetchone()[0]
+        assert mapped > 0
+        import_csv(store, write_csv(tmp_path / "b.csv", [record_line("UTO", "CD2")]))
+        assert store.lookup(key).result is Result.NO_HIT
+        other = DocumentKey.create("UTO", "P", "CD2")
+        assert store.lookup(other).result is Result.HIT
+
+
+def test_sqlite_file_cut_short_under_readers_is_unavailable(tmp_path: Path) -> None:
+    # A file overwritten in place (cp onto it) shrinks under the mapping.
+    # SQLite checks the file's size before it reads from the mapping, so
+    # the lookup fails with an error instead of stopping the process.
+    path = tmp_path / "cut.sqlite3"
+    with open_store(f"sqlite:///{path}") as store:
+        lines = [record_line("UTO", f"AB{i}") for i in range(2000)]
+        import_csv(store, write_csv(tmp_path / "a.csv", lines))
+        key = DocumentKey.create("UTO", "P", "AB7")
+        assert store.lookup(key).result is Result.HIT
+        # The pages must be in the file, not only in the write-ahead log.
+        with contextlib.closing(sqlite3.connect(path)) as other:
+            other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        assert path.stat().st_size > 8192
+        os.truncate(path, 8192)
+        with pytest.raises(StoreUnavailable, match="malformed"):
+            store.lookup(key)
