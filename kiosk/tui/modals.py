@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from rich.text import Text
+from textual import events
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical, VerticalScroll
@@ -15,12 +17,19 @@ from backend.records import LookupAnswer
 from kiosk.tui.entry import validate_entry
 from kiosk.tui.present import mask_number, record_rows
 
+# The clock of the acknowledgement wait; tests replace it.
+_monotonic = time.monotonic
+
 
 class HitModal(ModalScreen[None]):
     """The whole reported record; only an explicit acknowledgement closes it.
 
     Escape and clicks outside do nothing here, so a HIT cannot be dismissed
-    by accident.
+    by accident. Enter, `a` or the button acknowledge only once `quiet_s`
+    passed since the dialog opened and since any other key. A keyboard-wedge
+    scanner types a whole MRZ and its Enter within a fraction of a second, so
+    the Enter that ends a scan, meant for the entry dialog or for the next
+    document, cannot close the alert.
     """
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -28,11 +37,14 @@ class HitModal(ModalScreen[None]):
         Binding("a", "acknowledge", "Acknowledge", show=False),
     ]
 
+    quiet_s: ClassVar[float] = 1.0
+
     def __init__(self, answer: LookupAnswer, *, title: str, masked: str) -> None:
         super().__init__(classes="hit-modal")
         self.answer = answer
         self.heading = title
         self.masked = masked
+        self._last_key = _monotonic()
 
     def compose(self) -> ComposeResult:
         with Vertical(id="hit-dialog"):
@@ -70,11 +82,22 @@ class HitModal(ModalScreen[None]):
             table.add_row(label, *(rows[index][1] for rows in columns))
         self.app.bell()
 
+    def on_key(self, event: events.Key) -> None:
+        # Enter and `a` reach the action through the bindings, not here.
+        self._last_key = _monotonic()
+
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "hit-ack":
             self.action_acknowledge()
 
     def action_acknowledge(self) -> None:
+        if _monotonic() - self._last_key < self.quiet_s:
+            self.notify(
+                "Not acknowledged: keys were still arriving, as from a scanner. "
+                "Press Enter again to acknowledge the HIT.",
+                severity="warning",
+            )
+            return
         self.dismiss(None)
 
 

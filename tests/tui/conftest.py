@@ -21,6 +21,7 @@ from backend.records import (
 )
 from kiosk.lookup.base import BackendState, BackendStatus
 from kiosk.mrz import DocumentFields, MrzFormat, compose
+from kiosk.tui.modals import HitModal
 
 FROZEN_NOW = dt.datetime(2026, 12, 4, 9, 30, 15, tzinfo=dt.UTC)
 DATA_VERSION = "7-20261204T060000Z"
@@ -28,6 +29,16 @@ DATA_VERSION = "7-20261204T060000Z"
 
 def frozen_clock() -> dt.datetime:
     return FROZEN_NOW
+
+
+@pytest.fixture(autouse=True)
+def _acknowledge_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let Pilot's keys acknowledge a HIT without the wait for quiet keys.
+
+    Pilot presses keys faster than a person; the tests of the wait set
+    HitModal.quiet_s themselves.
+    """
+    monkeypatch.setattr(HitModal, "quiet_s", 0.0)
 
 
 class MemoryLookup:

@@ -10,12 +10,14 @@ import threading
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 from textual import events
 from textual.widgets import DataTable, TextArea
 
 from backend.records import DocumentKey, LookupAnswer, Result, unknown
 from kiosk.lookup.queue import RecheckQueue
 from kiosk.pipeline import ScanOutcome, check_text
+from kiosk.tui import modals
 from kiosk.tui.app import KioskApp, LateHitRelay
 from kiosk.tui.modals import HitModal, ManualEntryScreen
 from kiosk.tui.widgets import ResultBanner
@@ -57,6 +59,42 @@ async def settle(app: KioskApp, pilot: object, timeout_s: float = 10.0) -> None:
         await asyncio.sleep(0.02)
     assert app.scans_pending == 0, f"checks still running after {timeout_s} s"
     await pilot.pause()  # type: ignore[attr-defined]
+
+
+async def test_hit_ignores_scanner_enter(
+    client: MemoryLookup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A keyboard-wedge scanner types the next document's MRZ and Enter
+    # while the HIT is open; that Enter must not acknowledge it.
+    now = [1000.0]
+    monkeypatch.setattr(modals, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(HitModal, "quiet_s", 1.0)
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        app.scan_lines(passport(STOLEN_NUMBER), source="test reader")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HitModal)
+
+        # At once after the dialog opened.
+        now[0] += 0.5
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, HitModal)
+
+        now[0] += 5.0
+        await pilot.press(*"P<UTOERIKSSON<<ANNA")
+        now[0] += 0.05
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, HitModal)
+        assert not app.ready_for_next.is_set()
+
+        # Quiet for longer than quiet_s: the officer's Enter acknowledges.
+        now[0] += 1.5
+        await pilot.press("enter")
+        await pilot.pause()
+        assert not isinstance(app.screen, HitModal)
+        assert app.ready_for_next.is_set()
 
 
 async def test_hit_needs_acknowledgement(client: MemoryLookup) -> None:
