@@ -22,6 +22,7 @@ import gc
 import hashlib
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -104,6 +105,14 @@ class ServiceSettings:
     # Memory bound of the replay cache; the oldest bodies go first.
     replay_max_bytes: int = 64 * 1024 * 1024
     key_cache_s: float = 60.0
+
+    def __post_init__(self) -> None:
+        # With a rate of 0 the limiter divided by zero, and every lookup
+        # failed with 500.
+        for name in ("rate_per_terminal", "burst_per_terminal"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"invalid {name} {value}: expected a number above 0")
 
 
 class KeyIn(BaseModel):

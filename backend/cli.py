@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
 import re
 import secrets
 import ssl
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -279,6 +280,63 @@ def _serve_workers(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    value = _integer(text, "port")
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"invalid port {value}: use 1 to 65535")
+    return value
+
+
+def _integer(text: str, what: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid {what} {text!r}: expected a whole number"
+        ) from None
+
+
+def _at_least(minimum: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        value = _integer(text, "value")
+        if value < minimum:
+            raise argparse.ArgumentTypeError(
+                f"invalid value {value}: use {minimum} or more"
+            )
+        return value
+
+    return parse
+
+
+def _number(text: str, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid {what} {text!r}: expected a number"
+        ) from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: expected a number")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = _number(text, "rate limit")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid rate limit {text}: use a number of requests per second "
+            "above 0, such as 200"
+        )
+    return value
+
+
+def _percent(text: str) -> float:
+    value = _number(text, "percentage")
+    if not 0 <= value <= 100:
+        raise argparse.ArgumentTypeError(f"invalid percentage {text}: use 0 to 100")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="kiosk-backend",
@@ -300,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)"
     )
-    serve.add_argument("--port", type=int, default=8080, help="TCP port (default 8080)")
+    serve.add_argument(
+        "--port", type=_port, default=8080, help="TCP port (default 8080)"
+    )
     serve.add_argument("--tls-cert", help="server certificate chain, PEM")
     serve.add_argument("--tls-key", help="server private key, PEM")
     serve.add_argument(
@@ -316,13 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--rate-limit",
-        type=float,
+        type=_rate,
         default=200.0,
         help="requests per second per terminal",
     )
     serve.add_argument(
         "--workers",
-        type=int,
+        type=_at_least(1),
         default=1,
         help="worker processes (default 1); each writes its own audit chain",
     )
@@ -334,13 +394,13 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--delta", action="store_true", help="the file has an op column")
     imp.add_argument(
         "--max-rejected",
-        type=int,
+        type=_at_least(0),
         default=100,
         help="abort, keeping the old data, past this many invalid lines (default 100)",
     )
     imp.add_argument(
         "--max-rejected-percent",
-        type=float,
+        type=_percent,
         default=100 * DEFAULT_MAX_REJECTED_SHARE,
         help="full import: abort, keeping the old data, when more than this "
         "percentage of lines is invalid (default %(default)g)",
@@ -353,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument(
         "--show-rejected",
-        type=int,
+        type=_at_least(0),
         default=50,
         help="rejected lines to print (default 50)",
     )

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from backend.app import hash_api_key
+from backend.app import ServiceSettings, hash_api_key
 from backend.cli import main
 from backend.importer import FULL_HEADER
 from backend.records import DocumentKey, Result
@@ -74,6 +74,36 @@ def test_keys_add_rejects_bad_terminal(
 def test_serve_rejects_half_tls(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--tls-cert", "cert.pem"]) == 2
     assert "go together" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["serve", "--rate-limit", "0"], "invalid rate limit 0: use a number"),
+        (["serve", "--rate-limit", "-3"], "invalid rate limit -3"),
+        (["serve", "--rate-limit", "nan"], "invalid rate limit 'nan'"),
+        (["serve", "--port", "99999"], "invalid port 99999: use 1 to 65535"),
+        (["serve", "--port", "0"], "invalid port 0"),
+        (["serve", "--port", "http"], "invalid port 'http': expected a whole"),
+        (["serve", "--workers", "0"], "argument --workers: invalid value 0"),
+        (["import", "x.csv", "--max-rejected", "-1"], "invalid value -1: use 0"),
+        (["import", "x.csv", "--show-rejected", "-1"], "invalid value -1: use 0"),
+        (["import", "x.csv", "--max-rejected-percent", "101"], "use 0 to 100"),
+        (["import", "x.csv", "--max-rejected-percent", "inf"], "expected a number"),
+    ],
+)
+def test_out_of_range_options_rejected(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_zero_rate_setting_rejected() -> None:
+    with pytest.raises(ValueError, match="invalid rate_per_terminal 0"):
+        ServiceSettings(rate_per_terminal=0)
 
 
 def big_csv(path: Path, rows: int) -> Path:
