@@ -9,13 +9,14 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
+from backend.errors import BackendError
 from backend.records import LookupAnswer, Result
 from kiosk import __version__
-from kiosk.errors import ConfigError
+from kiosk.errors import ConfigError, KioskError
 from kiosk.lookup.base import BackendStatus, LookupClient
 from kiosk.lookup.queue import LateHitCallback, QueuedCheck
 from kiosk.pipeline import ScanOutcome, check_image, check_text
@@ -130,12 +131,14 @@ def open_lookup(
     *,
     on_late_hit: LateHitCallback | None = None,
     maintain_every_s: float | None = MAINTAIN_EVERY_S,
+    on_notice: Callable[[str], None] | None = None,
 ) -> LookupClient:
     """Open the lookup client the command line and config ask for.
 
-    `maintain_every_s` is passed to `kiosk.lookup.open_client`: the interval
-    of the thread that syncs the offline copy and drains the re-check queue,
-    or None for no thread.
+    `maintain_every_s` and `on_notice` are passed to
+    `kiosk.lookup.open_client`: the interval of the thread that syncs the
+    offline copy and drains the re-check queue (None for no thread), and
+    the receiver of messages about damaged local files it replaced.
 
     Raise ConfigError for a bad configuration or an explicit store file that
     does not exist: a mistyped path must not become a fresh store filled with
@@ -176,6 +179,7 @@ def open_lookup(
         timeout_s=config.backend.timeout_s,
         on_late_hit=on_late_hit,
         maintain_every_s=maintain_every_s,
+        on_notice=on_notice,
     )
 
 
@@ -319,6 +323,10 @@ def undecodable_byte(lines: Sequence[str]) -> str | None:
     return None
 
 
+def _print_notice(message: str) -> None:
+    print(f"kiosk: {message}", file=sys.stderr)
+
+
 def _open_for_run(args: argparse.Namespace, output: _Output) -> LookupClient:
     """Open the lookup client of one `kiosk scan` or `kiosk parse` run.
 
@@ -329,7 +337,12 @@ def _open_for_run(args: argparse.Namespace, output: _Output) -> LookupClient:
     """
     from kiosk.lookup.resilient import ResilientLookup
 
-    client = open_lookup(args, on_late_hit=output.late_hit, maintain_every_s=None)
+    client = open_lookup(
+        args,
+        on_late_hit=output.late_hit,
+        maintain_every_s=None,
+        on_notice=_print_notice,
+    )
     if isinstance(client, ResilientLookup):
         try:
             client.maintain()
@@ -527,6 +540,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             result: int = handler(args)
         except ConfigError as exc:
             print(f"kiosk: {exc}", file=sys.stderr)
+            return 2
+        except (KioskError, BackendError) as exc:
+            # A lookup client that cannot open its local files, or an
+            # embedded store that cannot be read: no document was checked.
+            logger.error("kiosk command failed: %s", exc)
+            print(f"kiosk: {exc}; no document was checked", file=sys.stderr)
             return 2
         return result
     # The terminal app is imported only here, so the other commands never

@@ -31,6 +31,7 @@ from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.screen import Screen
 
+from backend.errors import BackendError
 from backend.records import DocumentKey, LookupAnswer, Result
 from drivers.base import Driver, EventCallback
 from drivers.errors import DriverError
@@ -145,6 +146,9 @@ class KioskApp(App[int]):
         # False when late answers from the re-check queue cannot reach the
         # app, so the NOT CHECKED banner does not promise a late HIT.
         self.late_alerts = True
+        # Shown once the screen is up: damaged local files that the lookup
+        # client replaced when it opened.
+        self.startup_notices: list[str] = []
         self._driver_factories = list(drivers)
         self.drivers: list[Driver] = []
         self._drivers_lock = threading.Lock()
@@ -176,6 +180,9 @@ class KioskApp(App[int]):
             self.set_interval(self.status_interval_s, self.refresh_backend_status)
         if self._driver_factories:
             self.run_worker(self._start_drivers, thread=True, group="drivers")
+        for notice in self.startup_notices:
+            self.bell()
+            self.notify(notice, severity="error", timeout=120)
 
     def _initial_device_text(self) -> str:
         if not self._driver_factories:
@@ -564,13 +571,22 @@ class LateHitRelay:
 
 
 def _open_client(
-    args: argparse.Namespace, relay: LateHitRelay
+    args: argparse.Namespace,
+    relay: LateHitRelay,
+    notices: list[str] | None = None,
 ) -> tuple[LookupClient, bool]:
-    """Open the lookup client; also return whether late HITs reach the app."""
+    """Open the lookup client; also return whether late HITs reach the app.
+
+    Messages about damaged local files that were replaced go to `notices`.
+    """
     from kiosk.cli import open_lookup
 
     if "on_late_hit" in inspect.signature(open_lookup).parameters:
-        client: LookupClient = open_lookup(args, on_late_hit=relay)  # type: ignore[call-arg,unused-ignore]
+        client: LookupClient = open_lookup(
+            args,
+            on_late_hit=relay,
+            on_notice=notices.append if notices is not None else None,
+        )  # type: ignore[call-arg,unused-ignore]
         return client, True
     # NOTE: until kiosk.cli.open_lookup passes on_late_hit to open_client,
     # late HITs from re-checks reach only the log, not the screen.
@@ -587,9 +603,10 @@ def run_app(args: argparse.Namespace) -> int:
     relay = LateHitRelay()
     factories: list[DriverFactory] = []
     # Before the screen starts, the terminal is the place to say what failed.
+    notices: list[str] = []
     try:
-        client, late_alerts = _open_client(args, relay)
-    except KioskError as exc:
+        client, late_alerts = _open_client(args, relay, notices)
+    except (KioskError, BackendError) as exc:
         logger.error("kiosk app not started: %s", exc)
         print(f"kiosk: {exc}", file=sys.stderr)
         return 2
@@ -619,6 +636,7 @@ def run_app(args: argparse.Namespace) -> int:
     with native_stderr_to(NATIVE_STDERR_FILE):
         app = KioskApp(client, drivers=factories, config_path=config_file)
         app.late_alerts = late_alerts
+        app.startup_notices = notices
         app_ready.append(app)
         relay.attach(app)
         logger.info("kiosk app starting with %d device(s)", len(factories))

@@ -517,3 +517,15 @@ async def test_history_note_wraps_below_result(client: MemoryLookup) -> None:
         assert result_width == len("≈ POSSIBLE MATCH")
         assert history_rows(app)[1][0] == "? NOT CHECKED\n→ POSSIBLE MATCH 09:30"
         assert table.ordered_rows[1].height == 3
+
+
+async def test_startup_notice_shown_with_bell(client: MemoryLookup) -> None:
+    app = BellCountingApp(client)
+    app.startup_notices = ["The re-check queue var/rechecks.sqlite3 was damaged"]
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.pause()
+        # Textual keeps the notifications it shows in App._notifications.
+        shown = list(app._notifications)
+        assert [n.message for n in shown] == app.startup_notices
+        assert shown[0].severity == "error"
+        assert app.bells == 1
