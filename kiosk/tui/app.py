@@ -125,6 +125,9 @@ class KioskApp(App[int]):
         Binding("f3", "show_mode('tester')", "Tester"),
         Binding("f4", "show_mode('technician')", "Tech"),
         Binding("ctrl+q", "quit", "Quit", priority=True),
+        # The footer shows Quit only on the officer screen (see
+        # check_action); this unlisted binding quits from the others.
+        Binding("ctrl+q", "quit_from_any_screen", show=False, priority=True),
     ]
 
     def __init__(
@@ -279,13 +282,16 @@ class KioskApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         # The footer has room for 80 columns only when it leaves out the key
-        # of the screen already shown, and Quit outside the officer screen
-        # (Ctrl+Q still works there, and the command palette lists it).
+        # of the screen already shown, and Quit outside the officer screen,
+        # where Ctrl+Q runs the unlisted quit_from_any_screen instead.
         if action == "show_mode":
             return parameters[0] != self.current_mode
         if action == "quit":
             return self.current_mode == "officer"
         return True
+
+    async def action_quit_from_any_screen(self) -> None:
+        await self.action_quit()
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)

@@ -252,6 +252,21 @@ async def test_quit_closes_client(client: MemoryLookup) -> None:
     assert client.closed
 
 
+@pytest.mark.parametrize("screen_key", ["f3", "f4"])
+async def test_ctrl_q_quits_other_screens(
+    client: MemoryLookup, screen_key: str
+) -> None:
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press(screen_key)
+        await pilot.pause()
+        assert app.current_mode != "officer"
+        await pilot.press("ctrl+q")
+        await pilot.pause()
+        assert not app.is_running
+    assert client.closed
+
+
 async def test_late_hit_from_recheck_queue(
     client: MemoryLookup, tmp_path: Path
 ) -> None:
