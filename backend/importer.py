@@ -473,6 +473,18 @@ class _CsvSource:
         # which rolls back.
         self._check_full_limits()
 
+    def count_duplicates(self, duplicates: Sequence[tuple[int, str]]) -> None:
+        """Count a full import's duplicate lines, which the store finds only
+        after parsing, as rejected, and raise ImportFailed if that puts the
+        import over a limit."""
+        if not duplicates:
+            return
+        self.accepted -= len(duplicates)
+        for line, reason in duplicates:
+            self._reject(line, reason)
+        self.rejected.sort()
+        self._check_full_limits()
+
     def _check_full_limits(self) -> None:
         share = self.max_rejected_share
         invalid = len(self.rejected)
@@ -505,6 +517,13 @@ class _CsvSource:
                 continue
             self.accepted += 1
             yield line, change
+        if self.accepted == 0 and self.rejected:
+            # Raised inside the store's transaction, so no empty version is
+            # recorded for a delta whose every line is wrong.
+            raise ImportFailed(
+                f"{self.path} has no valid changes; nothing was imported. "
+                + self._first_rejected()
+            )
 
 
 # Frames on the pipe from the parser process: an 8-byte big-endian length,
@@ -841,15 +860,27 @@ def import_csv(
             "max_shrink": max_shrink,
         }
         rows = _ChildParsedRows(path, options, progress, source.size)
+
+        def check_duplicates(duplicates: Sequence[tuple[int, str]]) -> None:
+            # The store calls this once the parser process has finished, so
+            # its counts are final.
+            source.rejected = list(rows.rejected)
+            source.rows_read = rows.rows_read
+            source.accepted = rows.rows_read - len(rows.rejected)
+            source.count_duplicates(duplicates)
+
         try:
-            result = store.import_full(rows)
+            result = store.import_full(rows, check_duplicates=check_duplicates)
         finally:
             rows.close()
-        source.rejected = rows.rejected
-        source.rows_read = rows.rows_read
     else:
-        result = store.import_full(source.records())
-    rejected = sorted([*source.rejected, *result.rejected])
+        result = store.import_full(
+            source.records(), check_duplicates=source.count_duplicates
+        )
+    # A full import's duplicates are in source.rejected already.
+    rejected = (
+        sorted([*source.rejected, *result.rejected]) if delta else source.rejected
+    )
     logger.info(
         "imported %s: version %s, %d lines read, %d rejected",
         path,

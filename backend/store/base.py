@@ -172,6 +172,11 @@ class AsyncReader(Protocol):
         """Release the reader's connections, on the loop that opened it."""
 
 
+# Called with the (line, reason) of the rejected duplicates of a full import
+# before it commits; raising rolls the import back.
+DuplicatesCheck = Callable[[Sequence[tuple[int, str]]], None]
+
+
 class Store(abc.ABC):
     """A list of reported documents that answers lookups.
 
@@ -207,12 +212,15 @@ class Store(abc.ABC):
         rows: Iterable[tuple[int, Row]],
         *,
         progress: ProgressCallback | None = None,
+        check_duplicates: DuplicatesCheck | None = None,
     ) -> ImportResult:
         """Replace all records by `rows` (source line, row) in one transaction.
 
         On any failure, including the process being killed, the previous
         records and version stay as they were. Later duplicates of a
-        (state, number, type) key are rejected with their line numbers.
+        (state, number, type) key are rejected with their line numbers, and
+        passed to `check_duplicates` before the commit; an exception it
+        raises rolls the import back.
         """
 
     @abc.abstractmethod

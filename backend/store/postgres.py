@@ -29,6 +29,7 @@ from backend.store.base import (
     RECORD_COLUMNS,
     Change,
     ChangePage,
+    DuplicatesCheck,
     ImportResult,
     ProgressCallback,
     Row,
@@ -408,6 +409,7 @@ class PostgresStore(Store):
         rows: Iterable[tuple[int, Row]],
         *,
         progress: ProgressCallback | None = None,
+        check_duplicates: DuplicatesCheck | None = None,
     ) -> ImportResult:
         try:
             with self._pool.connection() as conn, conn.transaction():
@@ -417,6 +419,8 @@ class PostgresStore(Store):
                 conn.execute(_RECORDS_TABLE.format(name="records_new"))
                 count = _copy_rows(conn, rows, progress)
                 rejected = _drop_duplicates(conn)
+                if check_duplicates is not None:
+                    check_duplicates(rejected)
                 _create_indexes(conn, "records_new")
                 conn.execute(
                     "SELECT setval('record_ids', greatest(coalesce(max(id), 0), 1))"

@@ -22,6 +22,7 @@ from backend.store.base import (
     RECORD_COLUMNS,
     Change,
     ChangePage,
+    DuplicatesCheck,
     ImportResult,
     ProgressCallback,
     Row,
@@ -432,6 +433,7 @@ class SQLiteStore(Store):
         rows: Iterable[tuple[int, Row]],
         *,
         progress: ProgressCallback | None = None,
+        check_duplicates: DuplicatesCheck | None = None,
     ) -> ImportResult:
         conn = self._writer()
         counter = _Counter(progress)
@@ -456,6 +458,8 @@ class SQLiteStore(Store):
             conn.execute("DROP TABLE IF EXISTS records")
             conn.execute("ALTER TABLE records_new RENAME TO records")
             rejected = _drop_duplicates(conn)
+            if check_duplicates is not None:
+                check_duplicates(rejected)
             record_count = counter.count - len(rejected)
             version = self._new_version(conn, "full", record_count)
             conn.execute("DELETE FROM changes")

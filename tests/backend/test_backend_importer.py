@@ -83,10 +83,13 @@ def test_wrong_header_names_expected(sqlite_store: Store, tmp_path: Path) -> Non
 def test_invalid_op_rejected(sqlite_store: Store, tmp_path: Path) -> None:
     import_csv(sqlite_store, write_csv(tmp_path / "f.csv", [record_line("UTO", "1")]))
     path = write_csv(
-        tmp_path / "d.csv", [["upsert", *record_line("UTO", "2")]], delta=True
+        tmp_path / "d.csv",
+        [["upsert", *record_line("UTO", "2")], ["add", *record_line("UTO", "3")]],
+        delta=True,
     )
     report = import_csv(sqlite_store, path, delta=True)
     assert report.rejected == [(2, "invalid op 'upsert': expected add or delete")]
+    assert report.result.added == 1
 
 
 def test_max_rejected_rolls_back(sqlite_store: Store, tmp_path: Path) -> None:

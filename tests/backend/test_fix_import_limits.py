@@ -164,3 +164,61 @@ def test_file_without_valid_records_names_bad_lines(tmp_path: Path) -> None:
     assert "has no valid records" in str(caught.value)
     assert "line 2: expected 9 columns, found 2" in str(caught.value)
     assert_untouched(url, version)
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+@pytest.mark.parametrize(
+    "kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def test_duplicates_count_against_limits(
+    tmp_path: Path, kind: str, parallel: bool, request: pytest.FixtureRequest
+) -> None:
+    # Duplicates are found by the store after parsing; they still count as
+    # invalid lines, so 150 of 454 lines stop the import at the 1% limit.
+    url = (
+        request.getfixturevalue("pg_schema_url")
+        if kind == "postgresql"
+        else f"sqlite:///{tmp_path / 'store.sqlite3'}"
+    )
+    with open_store(url) as store:
+        seed = import_csv(store, write_csv(tmp_path / "seed.csv", good_lines()))
+        copies = [
+            record_line("UTO", f"N{index:07d}", reference=f"COPY-{index}")
+            for index in range(150)
+        ]
+        path = write_csv(tmp_path / "dups.csv", [*good_lines(), *copies])
+        with pytest.raises(ImportFailed, match="150 of 454 lines") as failure:
+            import_csv(store, path, parallel=parallel)
+        assert "duplicate of the record on line 2" in str(failure.value)
+        assert store.data_version() == seed.result.version
+        assert store.count() == COUNT
+
+
+@pytest.mark.parametrize("parallel", [False, True])
+def test_duplicates_count_against_max_rejected(tmp_path: Path, parallel: bool) -> None:
+    url, version = seeded_store(tmp_path)
+    copies = [record_line("UTO", f"N{index:07d}", reference="B") for index in range(3)]
+    path = write_csv(tmp_path / "dups.csv", [*good_lines(), *copies])
+    with open_store(url) as store:
+        with pytest.raises(ImportFailed, match="more than 2 invalid lines"):
+            import_csv(store, path, max_rejected=2, parallel=parallel)
+        # Within the limits the duplicates are reported and not loaded.
+        report = import_csv(store, path, max_rejected_share=None, parallel=parallel)
+    assert [line for line, _ in report.rejected] == [306, 307, 308]
+    assert report.result.record_count == COUNT
+    assert version != report.result.version
+
+
+def test_delta_with_no_valid_line_fails(tmp_path: Path) -> None:
+    url, version = seeded_store(tmp_path)
+    path = tmp_path / "delta.csv"
+    path.write_text(
+        "op," + ",".join(HEADER) + "\n"
+        "upsert," + ",".join(record_line("UTO", "N0000001")) + "\n"
+    )
+    with (
+        open_store(url) as store,
+        pytest.raises(ImportFailed, match="no valid changes"),
+    ):
+        import_csv(store, path, delta=True)
+    assert_untouched(url, version)
