@@ -331,8 +331,12 @@ class HttpLookup:
                 deadline=self._lookup_deadline(),
                 json=_key_json(key),
             )
+        except LookupFailed as exc:
+            return unknown(str(exc), source=SOURCE, request_id=request_id)
+        try:
             return parse_answer(body, request_id)
         except LookupFailed as exc:
+            _log_unusable(request_id, exc)
             return unknown(str(exc), source=SOURCE, request_id=request_id)
 
     def lookup_document(
@@ -358,11 +362,17 @@ class HttpLookup:
                 deadline=self._lookup_deadline(),
                 json={"keys": [_key_json(k) for k in keys]},
             )
+        except LookupFailed as exc:
+            return [
+                unknown(str(exc), source=SOURCE, request_id=request_id) for _ in keys
+            ]
+        try:
             items = body.get("answers") if isinstance(body, dict) else None
             if not isinstance(items, list) or len(items) != len(keys):
                 raise LookupFailed("lookup service sent a batch of the wrong size")
             return [parse_answer(item, request_id) for item in items]
         except LookupFailed as exc:
+            _log_unusable(request_id, exc)
             return [
                 unknown(str(exc), source=SOURCE, request_id=request_id) for _ in keys
             ]
@@ -461,6 +471,12 @@ def _retry_after(response: httpx.Response) -> float | None:
         return float(value) if value is not None else None
     except ValueError:
         return None
+
+
+def _log_unusable(request_id: str, exc: LookupFailed) -> None:
+    # The reasons name the fault (a missing field, a wrong count) or repeat
+    # the service's own UNKNOWN reason; none of them holds a document number.
+    logger.warning("request %s answered but unusable: %s", request_id, exc)
 
 
 def parse_answer(body: object, request_id: str) -> LookupAnswer:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import os
 import stat
 import time
@@ -220,6 +221,27 @@ def test_faulty_backend_is_unknown_and_queued(
     reopened = RecheckQueue(tmp_path / "q.sqlite3")
     assert [c.key for c in reopened.pending()] == [HIT_KEY]
     reopened.close()
+
+
+@pytest.mark.parametrize("fault_server", ["wrong_json", "no_version"], indirect=True)
+def test_unusable_answer_logged_with_request_id(
+    fault_server: FaultServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = online(fault_server.url, retries=0)
+    with caplog.at_level(logging.WARNING, logger="kiosk.lookup.http"):
+        single = client.lookup(HIT_KEY)
+        batch = client.lookup_many([HIT_KEY, CLEAN_KEY])
+    client.close()
+    assert single.result is Result.UNKNOWN
+    assert {answer.result for answer in batch} == {Result.UNKNOWN}
+    warnings = [r.getMessage() for r in caplog.records if "unusable" in r.getMessage()]
+    assert len(warnings) == 2
+    assert single.request_id is not None
+    assert single.request_id in warnings[0]
+    assert batch[0].request_id is not None
+    assert batch[0].request_id in warnings[1]
+    # The log names the request, never the document.
+    assert all(HIT_KEY.document_number not in text for text in warnings)
 
 
 @pytest.mark.parametrize("fault_server", ["error500"], indirect=True)
