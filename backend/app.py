@@ -507,10 +507,14 @@ class _GuardMiddleware:
     async def _too_large(
         self, scope: Scope, receive: Receive, send: Send, request_id: str
     ) -> None:
+        advice = (
+            f"send at most {MAX_BATCH_KEYS} keys per batch"
+            if scope.get("path", "").endswith("/batch")
+            else "a single lookup sends one key of three short fields"
+        )
         response = _error(
             413,
-            f"request body too large: the limit is {self.max_body} bytes; send at "
-            f"most {MAX_BATCH_KEYS} keys per batch",
+            f"request body too large: the limit is {self.max_body} bytes; {advice}",
             request_id,
         )
         await response(scope, receive, send)

@@ -348,6 +348,11 @@ class _CsvSource:
         expected = DELTA_HEADER if self.delta else FULL_HEADER
         if found == expected:
             return
+        if header is None:
+            raise ImportFailed(
+                f"{self.path} is empty; nothing was imported. A list starts with "
+                "the header line " + ",".join(expected) + " and one line per record"
+            )
         if not self.delta and found == DELTA_HEADER:
             raise ImportFailed(
                 f"{self.path} is a delta file (first column 'op'); import it "

@@ -399,7 +399,11 @@ class OfflineCopy:
 
 
 def _hours(delta: dt.timedelta) -> str:
-    hours = delta.total_seconds() / 3600
+    seconds = delta.total_seconds()
+    if seconds < 60:
+        # A limit under a minute read "0 min old, over the limit of 0 min".
+        return f"{seconds:.0f} s"
+    hours = seconds / 3600
     if hours < 1:
-        return f"{delta.total_seconds() / 60:.0f} min"
+        return f"{seconds / 60:.0f} min"
     return f"{hours:.1f} h"

@@ -181,6 +181,17 @@ def test_ten_megabyte_body_is_413(client: TestClient) -> None:
     )
     assert response.status_code == 413
     assert "too large" in response.json()["error"]
+    assert "keys per batch" in response.json()["error"]
+
+
+def test_large_single_lookup_413_message(client: TestClient) -> None:
+    body = b'{"issuing_state": "' + b"U" * (2 * 1024 * 1024) + b'"}'
+    response = client.post(
+        "/v1/lookup", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 413
+    assert "one key" in response.json()["error"]
+    assert "batch" not in response.json()["error"]
 
 
 def test_chunked_large_body_is_413(client: TestClient) -> None:

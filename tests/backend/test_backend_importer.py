@@ -245,3 +245,12 @@ def test_line_fast_path_matches_csv_path(tmp_path: Path) -> None:
     assert found == expected
     assert source.rows_read == len(expected) == len(lines) + 3
     assert max(found) == text.count("\n")
+
+
+def test_empty_file_named_as_empty(sqlite_store: Store, tmp_path: Path) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+    with pytest.raises(
+        ImportFailed, match=r"empty\.csv is empty; nothing was imported"
+    ):
+        import_csv(sqlite_store, path)

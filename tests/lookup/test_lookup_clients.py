@@ -321,6 +321,22 @@ def test_offline_copy_pages_snapshot(live_service: LiveService, tmp_path: Path) 
     client.close()
 
 
+def test_stale_copy_under_a_minute_in_seconds(
+    live_service: LiveService, tmp_path: Path
+) -> None:
+    client = online(live_service.url)
+    copy = OfflineCopy(tmp_path / "offline.sqlite3", max_age=dt.timedelta(seconds=1))
+    copy.sync(client)
+    client.close()
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)).isoformat()
+    copy._write_meta(synced_at=old)
+    stale = copy.lookup(CLEAN_KEY)
+    copy.close()
+    assert stale.reason is not None
+    assert "over the limit of 1 s" in stale.reason
+    assert " s old" in stale.reason
+
+
 def test_stale_copy_turns_no_hit_into_unknown(
     live_service: LiveService, tmp_path: Path
 ) -> None:
