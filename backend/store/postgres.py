@@ -299,6 +299,10 @@ class PostgresStore(Store):
     ) -> tuple[str, list[list[Row]]]:
         self._refuse_if_damaged()
         query, params = _find_query(keys)
+        # NOTE: unlike AsyncPostgresReader, this path does not retry on a
+        # connection the server closed, so after a server restart each dead
+        # pooled connection fails one lookup with StoreUnavailable. The
+        # service uses it only before its lifespan opens the async reader.
         try:
             with self._pool.connection() as conn:
                 rows = conn.execute(query, params).fetchall()
@@ -584,13 +588,32 @@ class AsyncPostgresReader:
             # can wait for a connection, so it runs in a thread.
             await asyncio.to_thread(self._store._refuse_if_damaged)
         query, params = _find_query(keys)
-        try:
-            async with self._pool.connection() as conn:
-                cursor = await conn.execute(query, params)
-                rows = await cursor.fetchall()
-        except (psycopg.Error, PoolTimeout) as exc:
-            raise _unavailable("lookup", exc) from exc
-        return _split_candidates(rows, len(keys))
+        for attempt in (1, 2):
+            broken = False
+            try:
+                async with self._pool.connection() as conn:
+                    try:
+                        cursor = await conn.execute(query, params)
+                        rows = await cursor.fetchall()
+                    except psycopg.OperationalError:
+                        broken = conn.broken
+                        raise
+            except (psycopg.Error, PoolTimeout) as exc:
+                if broken and attempt == 1:
+                    # A server restart or a terminated backend leaves every
+                    # pooled connection dead; each would fail one lookup
+                    # with 503. The pool drops the dead ones, then the lookup
+                    # runs once more. A server still down fails it again.
+                    logger.warning(
+                        "PostgreSQL closed a lookup connection (%s); checking "
+                        "the pool and retrying once",
+                        type(exc).__name__,
+                    )
+                    await self._pool.check()
+                    continue
+                raise _unavailable("lookup", exc) from exc
+            return _split_candidates(rows, len(keys))
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def close(self) -> None:
         await self._pool.close()

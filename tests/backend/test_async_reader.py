@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 from collections.abc import Iterator
@@ -193,6 +194,31 @@ def test_database_gone_is_503(
         assert response.status_code == 503
         assert "unavailable" in response.json()["error"]
         assert "NO_HIT" not in response.text
+
+
+async def test_reader_retries_terminated_connection(
+    pg_store: PostgresStore, tmp_path: Path
+) -> None:
+    # After a server restart every pooled connection is dead; the next
+    # lookup must be answered, not fail with 503 once per connection.
+    keys = _seed(pg_store, tmp_path)
+    reader = await pg_store.open_async_reader()
+    try:
+        expected = await reader.find_candidates(keys[:1])
+        # Hold every pooled connection at once to learn its server process.
+        pids = []
+        async with contextlib.AsyncExitStack() as stack:
+            for _ in range(reader._pool.get_stats()["pool_size"]):
+                conn = await stack.enter_async_context(reader._pool.connection())
+                row = await (await conn.execute("SELECT pg_backend_pid()")).fetchone()
+                assert row is not None
+                pids.append(row[0])
+        with psycopg.connect(PG_URL, autocommit=True) as admin:
+            for pid in pids:
+                admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert await reader.find_candidates(keys[:1]) == expected
+    finally:
+        await reader.close()
 
 
 def test_damaged_store_is_503(pg_schema_url: str, tmp_path: Path) -> None:
