@@ -302,7 +302,8 @@ class PostgresStore(Store):
         # NOTE: unlike AsyncPostgresReader, this path does not retry on a
         # connection the server closed, so after a server restart each dead
         # pooled connection fails one lookup with StoreUnavailable. The
-        # service uses it only before its lifespan opens the async reader.
+        # service's lookups use it only before its lifespan opens the async
+        # reader; /ready uses it always, so one probe may fail after a restart.
         try:
             with self._pool.connection() as conn:
                 rows = conn.execute(query, params).fetchall()
