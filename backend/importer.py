@@ -137,6 +137,12 @@ PARALLEL_MIN_BYTES = 4 * 1024 * 1024
 # of IDLE_SAMPLE_S seconds.
 IDLE_CPU_NEEDED = 0.75
 IDLE_SAMPLE_S = 0.2
+# Files of at least this size are sampled for LONG_IDLE_SAMPLE_S instead:
+# one busy moment in a 0.2 s sample turned the child off for a whole
+# 30-million-line import, which then took 357 s against 231 s. A second is
+# little against such an import.
+LONG_SAMPLE_MIN_BYTES = 256 * 1024 * 1024
+LONG_IDLE_SAMPLE_S = 1.0
 # Rows per message from the parser process: about 300 KB of COPY text or
 # 600 KB of row tuples, so a message fits in the widened pipe (below) and
 # the child rarely waits for the parent to be scheduled.
@@ -806,10 +812,19 @@ def _parse_in_child_by_default(size: int) -> bool:
         cpus = os.cpu_count() or 1
     if cpus < 2:
         return False
-    idle = _idle_cpus()
-    if idle is None:
-        return os.getloadavg()[0] + 1 <= cpus
-    return idle >= IDLE_CPU_NEEDED
+    sample_s = LONG_IDLE_SAMPLE_S if size >= LONG_SAMPLE_MIN_BYTES else IDLE_SAMPLE_S
+    idle = _idle_cpus(sample_s)
+    chosen = (
+        os.getloadavg()[0] + 1 <= cpus if idle is None else idle >= IDLE_CPU_NEEDED
+    )
+    logger.info(
+        "parser process %s: %s of %d CPUs idle over %.1f s",
+        "used" if chosen else "not used",
+        "unknown" if idle is None else f"{idle:.2f}",
+        cpus,
+        sample_s,
+    )
+    return chosen
 
 
 def import_csv(

@@ -114,7 +114,7 @@ def test_default_follows_idle_cpu(
 
     monkeypatch.setattr(backend.importer._ChildParsedRows, "_start", spy)
     monkeypatch.setattr(backend.importer, "PARALLEL_MIN_BYTES", 1)
-    monkeypatch.setattr(backend.importer, "_idle_cpus", lambda: idle)
+    monkeypatch.setattr(backend.importer, "_idle_cpus", lambda _sample_s: idle)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
     path = write_csv(tmp_path / "f.csv", [record_line("UTO", "1")])
     with open_store(f"sqlite:///{tmp_path / 's.sqlite3'}") as store:
@@ -128,7 +128,7 @@ def test_default_follows_idle_cpu(
 def test_default_falls_back_to_load_average(
     monkeypatch: pytest.MonkeyPatch, load: float, expected: bool
 ) -> None:
-    monkeypatch.setattr(backend.importer, "_idle_cpus", lambda: None)
+    monkeypatch.setattr(backend.importer, "_idle_cpus", lambda _sample_s: None)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
     monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
 
@@ -136,10 +136,31 @@ def test_default_falls_back_to_load_average(
 
 
 def test_default_needs_two_cpus(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend.importer, "_idle_cpus", lambda: 1.0)
+    monkeypatch.setattr(backend.importer, "_idle_cpus", lambda _sample_s: 1.0)
     monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
 
     assert backend.importer._parse_in_child_by_default(1 << 30) is False
+
+
+@pytest.mark.parametrize(
+    ("size", "sample_s"), [(64 << 20, 0.2), (256 << 20, 1.0), (2 << 30, 1.0)]
+)
+def test_large_files_sample_idle_longer(
+    monkeypatch: pytest.MonkeyPatch, size: int, sample_s: float
+) -> None:
+    # A busy moment in a short sample would turn the parser process off
+    # for a whole long import.
+    samples: list[float] = []
+
+    def idle(sample: float) -> float:
+        samples.append(sample)
+        return 1.0
+
+    monkeypatch.setattr(backend.importer, "_idle_cpus", idle)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0, 1})
+
+    assert backend.importer._parse_in_child_by_default(size) is True
+    assert samples == [sample_s]
 
 
 def test_idle_cpus_reads_proc_stat() -> None:
