@@ -814,9 +814,7 @@ def _parse_in_child_by_default(size: int) -> bool:
         return False
     sample_s = LONG_IDLE_SAMPLE_S if size >= LONG_SAMPLE_MIN_BYTES else IDLE_SAMPLE_S
     idle = _idle_cpus(sample_s)
-    chosen = (
-        os.getloadavg()[0] + 1 <= cpus if idle is None else idle >= IDLE_CPU_NEEDED
-    )
+    chosen = os.getloadavg()[0] + 1 <= cpus if idle is None else idle >= IDLE_CPU_NEEDED
     logger.info(
         "parser process %s: %s of %d CPUs idle over %.1f s",
         "used" if chosen else "not used",
