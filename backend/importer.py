@@ -10,6 +10,7 @@ needs the state, type and number.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import fcntl
@@ -437,7 +438,13 @@ class _CsvSource:
                         yield pending
                     pending = (line_num, item)
             except UnicodeDecodeError as exc:
-                where = f"after line {line_num}" if line_num else "near its start"
+                # The text layer decodes ahead of the line being parsed, so
+                # the file is scanned again for the line with the bad byte.
+                bad_line = _first_invalid_utf8_line(self.path)
+                if bad_line is not None:
+                    where = f"at line {bad_line}"
+                else:
+                    where = f"after line {line_num}" if line_num else "near its start"
                 raise ImportFailed(
                     f"{self.path} is not valid UTF-8 {where}; nothing was "
                     "imported. Save the list as UTF-8 CSV (a spreadsheet's "
@@ -446,6 +453,13 @@ class _CsvSource:
             except csv.Error as exc:
                 if reader is not None:
                     line_num += reader.line_num - 1
+                if "field larger than field limit" in str(exc):
+                    raise ImportFailed(
+                        f"{self.path} has a field of more than "
+                        f"{csv.field_size_limit()} characters ending at line "
+                        f"{line_num}, often a quote that is never closed; nothing "
+                        "was imported. Close the quote or shorten the field"
+                    ) from exc
                 raise ImportFailed(
                     f"{self.path} is not valid CSV at line {line_num}: {exc}"
                 ) from exc
@@ -540,6 +554,30 @@ class _CsvSource:
 # Frames on the pipe from the parser process: an 8-byte big-endian length,
 # then a marshal-encoded tuple.
 _FRAME_HEADER = struct.Struct(">Q")
+
+
+def _first_invalid_utf8_line(path: Path) -> int | None:
+    """Return the line number of the first byte sequence in `path` that is
+    not UTF-8, or None if there is none or the file cannot be read."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    lines_before = 0
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                try:
+                    decoder.decode(chunk)
+                except UnicodeDecodeError as exc:
+                    # exc.object is the decoder's held-back bytes, which hold
+                    # no newline, followed by this chunk.
+                    return lines_before + exc.object[: exc.start].count(b"\n") + 1
+                lines_before += chunk.count(b"\n")
+            decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        # A multi-byte sequence cut off at the end of the file.
+        return lines_before + 1
+    except OSError:
+        return None
+    return None
 
 
 def _write_frame(pipe: BinaryIO, message: tuple[Any, ...]) -> None:

@@ -112,6 +112,41 @@ def test_not_utf8_fails(sqlite_store: Store, tmp_path: Path) -> None:
     assert sqlite_store.data_version() is None
 
 
+@pytest.mark.parametrize("parallel", [False, True])
+def test_not_utf8_names_exact_line(
+    sqlite_store: Store, tmp_path: Path, parallel: bool
+) -> None:
+    # The text layer reads ahead, so the line being parsed when decoding
+    # failed was far before the bad byte.
+    lines = [record_line("UTO", f"N{index:05d}") for index in range(400)]
+    text = (
+        ",".join(HEADER) + "\n" + "".join(",".join(line) + "\n" for line in lines)
+    ).encode()
+    line_starts = [0, *[i + 1 for i, byte in enumerate(text) if byte == 10]]
+    # Line 306 of the file: the header is line 1.
+    at = text.index(b"REF-1", line_starts[305])
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(text[:at] + b"\xe9" + text[at + 1 :])
+
+    with pytest.raises(ImportFailed, match="not valid UTF-8 at line 306"):
+        import_csv(sqlite_store, path, parallel=parallel)
+
+
+def test_overlong_field_names_unclosed_quote(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "quote.csv"
+    path.write_text(
+        ",".join(HEADER)
+        + "\n"
+        + 'UTO,P,1,stolen,2024-01-01,FRA,"'
+        + "x" * 200_000
+        + "\n"
+    )
+    with pytest.raises(ImportFailed, match="a quote that is never closed"):
+        import_csv(sqlite_store, path)
+
+
 def test_binary_file_fails_naming_first_line(
     sqlite_store: Store, tmp_path: Path
 ) -> None:
@@ -121,7 +156,7 @@ def test_binary_file_fails_naming_first_line(
     with pytest.raises(ImportFailed) as caught:
         import_csv(sqlite_store, path)
 
-    assert "not valid UTF-8 near its start" in str(caught.value)
+    assert "not valid UTF-8 at line 1" in str(caught.value)
     assert "Save the list as UTF-8 CSV" in str(caught.value)
     assert sqlite_store.data_version() is None
 
