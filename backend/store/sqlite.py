@@ -178,6 +178,23 @@ def _find_many(
 _READER_MMAP_BYTES = 1 << 40
 
 
+def _create_private(path: Path) -> None:
+    """Create an empty file that only its owner can read and write.
+
+    The list holds document numbers, and SQLite gives its -wal and -shm
+    files the mode of the database file.
+    """
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        # Another process created it meanwhile; its mode stays as it is.
+        pass
+    except OSError as exc:
+        raise StoreUnavailable(
+            f"cannot create store file {path}: {exc.strerror}"
+        ) from exc
+
+
 class SQLiteStore(Store):
     kind = "sqlite"
 
@@ -189,6 +206,7 @@ class SQLiteStore(Store):
                     f"store file {self.path} not found; import data into it first"
                 )
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            _create_private(self.path)
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()

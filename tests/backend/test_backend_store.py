@@ -6,6 +6,7 @@ import contextlib
 import datetime as dt
 import os
 import sqlite3
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -361,3 +362,13 @@ def test_sqlite_file_cut_short_under_readers_is_unavailable(tmp_path: Path) -> N
         os.truncate(path, 8192)
         with pytest.raises(StoreUnavailable, match="malformed"):
             store.lookup(key)
+
+
+def test_new_sqlite_store_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "list.sqlite3"
+    with open_store(f"sqlite:///{path}") as store:
+        import_csv(store, write_csv(tmp_path / "a.csv", [record_line("UTO", "AB1")]))
+        wal = path.with_name(path.name + "-wal")
+        assert wal.exists()
+        assert stat.S_IMODE(wal.stat().st_mode) == 0o600
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
