@@ -10,10 +10,10 @@ import pytest
 from backend.records import DocumentKey, Result
 from kiosk.cli import main
 from kiosk.errors import LookupFailed
-from kiosk.lookup import open_client
 from kiosk.lookup.offline import copy_path
 from kiosk.lookup.resilient import ResilientLookup
-from tests.lookup.conftest import API_KEY, SEED_LINES, free_port, serve_list
+from tests.lookup.conftest import SEED_LINES, free_port, serve_list
+from tests.lookup.test_offline_binding import kiosk
 
 KEY = DocumentKey.create("UTO", "P", "L898902C3")
 # A loopback port that nothing listens on.
@@ -22,17 +22,7 @@ GARBAGE = bytes(range(256)) * 20
 
 
 def open_kiosk(url: str, folder: Path, notices: list[str]) -> ResilientLookup:
-    client = open_client(
-        url,
-        api_key=API_KEY,
-        embedded_path=folder / "kiosk.sqlite3",
-        seed_csv=None,
-        retries=0,
-        maintain_every_s=None,
-        on_notice=notices.append,
-    )
-    assert isinstance(client, ResilientLookup)
-    return client
+    return kiosk(url, folder, on_notice=notices.append)
 
 
 def test_damaged_queue_replaced(tmp_path: Path) -> None:

@@ -321,15 +321,27 @@ def test_offline_copy_pages_snapshot(live_service: LiveService, tmp_path: Path) 
     client.close()
 
 
+def synced_copy_aged(
+    url: str, path: Path, *, max_age: dt.timedelta, age: dt.timedelta
+) -> OfflineCopy:
+    """Return an offline copy synced from `url` whose last sync is `age` ago."""
+    client = online(url)
+    copy = OfflineCopy(path, max_age=max_age)
+    copy.sync(client)
+    client.close()
+    copy._write_meta(synced_at=(dt.datetime.now(dt.UTC) - age).isoformat())
+    return copy
+
+
 def test_stale_copy_under_a_minute_in_seconds(
     live_service: LiveService, tmp_path: Path
 ) -> None:
-    client = online(live_service.url)
-    copy = OfflineCopy(tmp_path / "offline.sqlite3", max_age=dt.timedelta(seconds=1))
-    copy.sync(client)
-    client.close()
-    old = (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=30)).isoformat()
-    copy._write_meta(synced_at=old)
+    copy = synced_copy_aged(
+        live_service.url,
+        tmp_path / "offline.sqlite3",
+        max_age=dt.timedelta(seconds=1),
+        age=dt.timedelta(seconds=30),
+    )
     stale = copy.lookup(CLEAN_KEY)
     copy.close()
     assert stale.reason is not None
@@ -340,12 +352,12 @@ def test_stale_copy_under_a_minute_in_seconds(
 def test_stale_copy_turns_no_hit_into_unknown(
     live_service: LiveService, tmp_path: Path
 ) -> None:
-    client = online(live_service.url)
-    copy = OfflineCopy(tmp_path / "offline.sqlite3", max_age=dt.timedelta(hours=1))
-    copy.sync(client)
-    client.close()
-    old = (dt.datetime.now(dt.UTC) - dt.timedelta(hours=3)).isoformat()
-    copy._write_meta(synced_at=old)
+    copy = synced_copy_aged(
+        live_service.url,
+        tmp_path / "offline.sqlite3",
+        max_age=dt.timedelta(hours=1),
+        age=dt.timedelta(hours=3),
+    )
     stale = copy.lookup(CLEAN_KEY)
     assert stale.result is Result.UNKNOWN
     assert stale.reason is not None

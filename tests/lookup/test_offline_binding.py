@@ -7,6 +7,7 @@ import fcntl
 import os
 import sqlite3
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,9 @@ B_LINES = [record_line("LTU", "00000000")]
 A_HIT_KEY = DocumentKey.create("UTO", "P", "L898902C3")
 
 
-def kiosk(url: str, folder: Path) -> ResilientLookup:
+def kiosk(
+    url: str, folder: Path, on_notice: Callable[[str], None] | None = None
+) -> ResilientLookup:
     """Open the client a kiosk process opens, with no maintenance thread."""
     client = open_client(
         url,
@@ -37,6 +40,7 @@ def kiosk(url: str, folder: Path) -> ResilientLookup:
         seed_csv=None,
         retries=0,
         maintain_every_s=None,
+        on_notice=on_notice,
     )
     assert isinstance(client, ResilientLookup)
     return client
