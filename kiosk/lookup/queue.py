@@ -89,9 +89,12 @@ class RecheckQueue:
             # FULL: a queued check survives a power loss, not only a kill.
             self._conn.execute("PRAGMA synchronous=FULL")
             with self._conn:
+                # AUTOINCREMENT: an id is never given again, so "late
+                # re-check 12" names one check even after the queue emptied.
+                # Queue files created before it keep reusing ids.
                 self._conn.execute(
                     """CREATE TABLE IF NOT EXISTS rechecks (
-                        id INTEGER PRIMARY KEY,
+                        id INTEGER PRIMARY KEY AUTOINCREMENT,
                         issuing_state TEXT NOT NULL,
                         document_type TEXT NOT NULL,
                         document_number TEXT NOT NULL,

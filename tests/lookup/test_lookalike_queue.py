@@ -114,6 +114,18 @@ def test_each_scan_queues_its_own_row(tmp_path: Path) -> None:
     client.close()
 
 
+def test_queue_ids_not_reused_after_emptying(tmp_path: Path) -> None:
+    # "late re-check N" must name one check, even across an emptied queue.
+    queue = RecheckQueue(tmp_path / "q.sqlite3", service_url=SERVICE)
+    answer = unknown("lookup service unreachable", source="online")
+    first = queue.enqueue(DOCUMENT, answer)
+    queue._remove(first)
+    assert len(queue) == 0
+    second = queue.enqueue(DOCUMENT, answer)
+    queue.close()
+    assert second > first
+
+
 def test_late_lookalike_match_is_possible_for_the_document(
     live_service: LiveService, tmp_path: Path
 ) -> None:
