@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import math
 import os
 import re
 import secrets
+import socket
 import ssl
 import sys
 import time
@@ -174,6 +176,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if folder_error is not None:
         print(f"error: {folder_error}", file=sys.stderr)
         return 2
+    port_error = _port_error(args.host, args.port)
+    if port_error is not None:
+        print(f"error: {port_error}", file=sys.stderr)
+        return 2
     if args.workers > 1:
         return _serve_workers(args)
     # A mistyped path must not become a new, empty store in new folders.
@@ -204,6 +210,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
         audit.close()
         logger.info("service stopped")
     return 0
+
+
+def _port_error(host: str, port: int) -> str | None:
+    """Return why the service cannot listen on host:port, or None.
+
+    Checked before the store and the audit log are opened, so a port in use
+    ends the start with one line instead of uvicorn's message after the
+    audit files were created. Another process may still take the port in
+    between; uvicorn then reports it as before.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"cannot resolve --host {host!r}: {exc.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (
+                    f"port {port} on {host} is in use by another process; stop "
+                    "it or choose another --port"
+                )
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
 
 
 def _audit_folder_error(path: Path) -> str | None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -104,6 +105,26 @@ def test_out_of_range_options_rejected(
 def test_zero_rate_setting_rejected() -> None:
     with pytest.raises(ValueError, match="invalid rate_per_terminal 0"):
         ServiceSettings(rate_per_terminal=0)
+
+
+def test_serve_names_port_in_use(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 's.sqlite3'}"
+    assert main(["import", str(big_csv(tmp_path / "a.csv", 3)), "--store", url]) == 0
+    audit = tmp_path / "audit.jsonl"
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        code = main(
+            [
+                "serve", "--store", url, "--port", str(port),
+                "--audit-log", str(audit),
+            ]
+        )  # fmt: skip
+    assert code == 2
+    assert f"port {port} on 127.0.0.1 is in use" in capsys.readouterr().err
+    # Nothing was started, so no audit chain was begun.
+    assert not audit.exists()
 
 
 def big_csv(path: Path, rows: int) -> Path:
