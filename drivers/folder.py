@@ -15,11 +15,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from drivers.base import Driver, EventCallback
 from drivers.events import DeviceState, ImageCaptured, MrzLinesRead
+from drivers.images import ImageIncomplete, ImageTooLarge, decode_image
 from drivers.specimens import parse_mrz_file
 from kiosk.config import FolderConfig
 
@@ -80,13 +78,23 @@ class FolderDriver(Driver):
         """
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
-            if image is None:
-                log.warning("driver %s: cannot read image file %s", self.name, path)
+            try:
+                image = decode_image(path.read_bytes(), str(path))
+            except ImageTooLarge as exc:
+                # Counted as read: the same file will not get smaller.
+                log.warning("driver %s: image file skipped: %s", self.name, exc)
+                self.emit_status(
+                    DeviceState.ERROR, f"{exc}; send a smaller image of the document"
+                )
+                return True
+            except (OSError, ImageIncomplete) as exc:
+                # Possibly still being written: the watcher tries it again
+                # once its size or mtime changes.
+                log.warning("driver %s: cannot read image file: %s", self.name, exc)
                 return False
             self.files_read += 1
             log.info("driver %s: image file %s read", self.name, path.name)
-            self.emit(ImageCaptured(np.asarray(image, dtype=np.uint8), self.name))
+            self.emit(ImageCaptured(image, self.name))
         elif suffix in TEXT_SUFFIXES:
             try:
                 text = path.read_text(encoding="ascii")

@@ -15,14 +15,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
 import serial
 import serial.tools.list_ports
 
 from drivers.base import Driver, EventCallback
-from drivers.errors import DeviceNotFoundError, DeviceOpenError
+from drivers.errors import DeviceNotFoundError, DeviceOpenError, DriverError
 from drivers.events import DeviceState, ImageCaptured, MrzLinesRead
+from drivers.images import decode_image
 from drivers.protocols import (
     Decoder,
     Frame,
@@ -267,20 +266,23 @@ class SerialScanner(Driver):
                     self.emit_status(state, f"device reports {frame.status}")
 
     def _handle_image(self, frame: ImageFrame) -> None:
-        array = np.frombuffer(frame.data, dtype=np.uint8)
-        image = cv2.imdecode(array, cv2.IMREAD_COLOR)
-        if image is None:
+        try:
+            image = decode_image(frame.data, f"{frame.format} image")
+        except DriverError as exc:
             log.warning(
-                "driver %s: %s image of %d bytes could not be decoded; dropped",
+                "driver %s: image of %d bytes dropped: %s",
                 self.name,
-                frame.format,
                 len(frame.data),
+                exc,
+            )
+            self.emit_status(
+                DeviceState.ERROR, f"image dropped ({exc}); scan the document again"
             )
             return
         log.info(
             "driver %s: image %dx%d read", self.name, image.shape[1], image.shape[0]
         )
-        self.emit(ImageCaptured(np.asarray(image, dtype=np.uint8), self.name))
+        self.emit(ImageCaptured(image, self.name))
 
     def _close_port(self) -> None:
         with self._port_lock:
