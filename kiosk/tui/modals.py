@@ -34,7 +34,7 @@ class HitModal(ModalScreen[None]):
 
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("enter", "acknowledge", "Acknowledge", priority=True),
-        Binding("a", "acknowledge", "Acknowledge", show=False),
+        Binding("a", "acknowledge", "Acknowledge", show=False, priority=True),
     ]
 
     quiet_s: ClassVar[float] = 1.0
@@ -83,7 +83,8 @@ class HitModal(ModalScreen[None]):
         self.app.bell()
 
     def on_key(self, event: events.Key) -> None:
-        # Enter and `a` reach the action through the bindings, not here.
+        # Enter and `a` are priority bindings, so they reach the action and
+        # never this handler, which would count them as other keys.
         self._last_key = _monotonic()
 
     def on_button_pressed(self, event: Button.Pressed) -> None:

@@ -61,8 +61,9 @@ async def settle(app: KioskApp, pilot: object, timeout_s: float = 10.0) -> None:
     await pilot.pause()  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("ack_key", ["enter", "a"])
 async def test_hit_ignores_scanner_enter(
-    client: MemoryLookup, monkeypatch: pytest.MonkeyPatch
+    client: MemoryLookup, monkeypatch: pytest.MonkeyPatch, ack_key: str
 ) -> None:
     # A keyboard-wedge scanner types the next document's MRZ and Enter
     # while the HIT is open; that Enter must not acknowledge it.
@@ -91,7 +92,7 @@ async def test_hit_ignores_scanner_enter(
 
         # Quiet for longer than quiet_s: the officer's Enter acknowledges.
         now[0] += 1.5
-        await pilot.press("enter")
+        await pilot.press(ack_key)
         await pilot.pause()
         assert not isinstance(app.screen, HitModal)
         assert app.ready_for_next.is_set()
