@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import stat
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, TextArea
 
 from drivers import Driver, EventCallback, create_driver
@@ -141,6 +143,31 @@ async def test_valid_config_is_saved(tmp_path: Path) -> None:
     saved = load_config(config)
     assert saved.driver().name == "simulated"
     assert saved.driver().interval_s == 1.5  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("before", "after"), [(0o600, 0o600), (0o640, 0o640), (None, 0o600)]
+)
+async def test_saved_config_keeps_private_mode(
+    tmp_path: Path, before: int | None, after: int
+) -> None:
+    # kiosk.toml can hold the API key; saving must not widen its mode.
+    config = tmp_path / "kiosk.toml"
+    if before is not None:
+        config.write_text(SIMULATOR_CONFIG, encoding="utf-8")
+        config.chmod(before)
+    app = KioskApp(
+        MemoryLookup(), clock=frozen_clock, config_path=config, status_interval_s=0
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        screen = await open_technician(app, pilot)
+        screen.query_one("#config-text", TextArea).load_text(
+            SIMULATOR_CONFIG.replace("0.2", "1.5")
+        )
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "saved" in str(screen.query_one("#config-state").render())
+    assert stat.S_IMODE(config.stat().st_mode) == after
 
 
 async def test_test_read_borrows_officer_device(tmp_path: Path) -> None:
