@@ -377,6 +377,9 @@ class _CsvSource:
 
     def _reject(self, line: int, reason: str) -> None:
         self.rejected.append((line, reason))
+        self._check_max_rejected()
+
+    def _check_max_rejected(self) -> None:
         if self.max_rejected is not None and len(self.rejected) > self.max_rejected:
             # Raising inside the store's transaction rolls the import back.
             raise ImportFailed(
@@ -505,9 +508,10 @@ class _CsvSource:
         if not duplicates:
             return
         self.accepted -= len(duplicates)
-        for line, reason in duplicates:
-            self._reject(line, reason)
-        self.rejected.sort()
+        # Sorted first, so that a message quotes the first invalid lines
+        # of the file, duplicates among them.
+        self.rejected = sorted([*self.rejected, *duplicates])
+        self._check_max_rejected()
         self._check_full_limits()
 
     def _check_full_limits(self) -> None:
@@ -542,12 +546,12 @@ class _CsvSource:
                 continue
             self.accepted += 1
             yield line, change
-        if self.accepted == 0 and self.rejected:
+        if self.accepted == 0:
             # Raised inside the store's transaction, so no empty version is
-            # recorded for a delta whose every line is wrong.
+            # recorded for a delta without a valid line.
             raise ImportFailed(
-                f"{self.path} has no valid changes; nothing was imported. "
-                + self._first_rejected()
+                f"{self.path} has no valid changes; nothing was imported"
+                + (f". {self._first_rejected()}" if self.rejected else "")
             )
 
 

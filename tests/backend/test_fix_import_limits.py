@@ -222,3 +222,29 @@ def test_delta_with_no_valid_line_fails(tmp_path: Path) -> None:
     ):
         import_csv(store, path, delta=True)
     assert_untouched(url, version)
+
+
+def test_header_only_delta_fails(tmp_path: Path) -> None:
+    url, version = seeded_store(tmp_path)
+    path = tmp_path / "delta.csv"
+    path.write_text("op," + ",".join(HEADER) + "\n")
+    with (
+        open_store(url) as store,
+        pytest.raises(ImportFailed, match="no valid changes"),
+    ):
+        import_csv(store, path, delta=True)
+    assert_untouched(url, version)
+
+
+def test_limit_message_quotes_first_lines_with_duplicates(tmp_path: Path) -> None:
+    # Duplicates on lines 306 to 308, an invalid status on line 309: the
+    # message quotes the file's first invalid lines, duplicates included.
+    url, _ = seeded_store(tmp_path)
+    copies = [record_line("UTO", f"N{index:07d}", reference="B") for index in range(3)]
+    bad = record_line("UTO", "X1", status="misplaced")
+    path = write_csv(tmp_path / "dups.csv", [*good_lines(), *copies, bad])
+    with open_store(url) as store, pytest.raises(ImportFailed) as failure:
+        import_csv(store, path, max_rejected=2, max_rejected_share=None)
+    message = str(failure.value)
+    assert "First invalid lines: line 306: duplicate" in message
+    assert "line 309: invalid status" in message
