@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 import numpy.typing as npt
 from rich.text import Text
+from textual import events
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.message import Message
@@ -45,6 +46,7 @@ from drivers.events import (
 from kiosk.errors import KioskError
 from kiosk.lookup.base import BackendStatus, LookupClient
 from kiosk.pipeline import ScanOutcome, check_image, check_text
+from kiosk.tui import modals
 from kiosk.tui.modals import HitModal, ManualEntryScreen
 from kiosk.tui.officer import HistoryEntry, OfficerScreen, key_of
 from kiosk.tui.present import Verdict, mask_number, verdict_of
@@ -152,6 +154,8 @@ class KioskApp(App[int]):
         # Shown once the screen is up: damaged local files that the lookup
         # client replaced when it opened.
         self.startup_notices: list[str] = []
+        # When the last key other than an acknowledgement arrived.
+        self.last_key_at = 0.0
         self._driver_factories = list(drivers)
         self.drivers: list[Driver] = []
         self._drivers_lock = threading.Lock()
@@ -174,6 +178,18 @@ class KioskApp(App[int]):
         self.add_mode("technician", TechnicianScreen)
 
     # Start and stop.
+
+    async def on_event(self, event: events.Event) -> None:
+        # Keys are noted in arrival order, before any screen handles them, so
+        # that the HIT dialog knows whether other keys came just before an
+        # Enter.
+        if (
+            isinstance(event, events.Key)
+            and not event.is_forwarded
+            and event.key not in HitModal.ACK_KEYS
+        ):
+            self.last_key_at = modals.monotonic()
+        await super().on_event(event)
 
     def on_mount(self) -> None:
         self.run_worker(self._scan_loop, thread=True, group="scan", name="scan-loop")

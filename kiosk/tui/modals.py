@@ -21,6 +21,11 @@ from kiosk.tui.present import mask_number, record_rows
 _monotonic = time.monotonic
 
 
+def monotonic() -> float:
+    """Return the clock of the acknowledgement wait."""
+    return _monotonic()
+
+
 class HitModal(ModalScreen[None]):
     """The whole reported record; only an explicit acknowledgement closes it.
 
@@ -38,6 +43,8 @@ class HitModal(ModalScreen[None]):
     ]
 
     quiet_s: ClassVar[float] = 1.0
+    # The keys that acknowledge; any other key restarts the quiet second.
+    ACK_KEYS: ClassVar[frozenset[str]] = frozenset({"enter", "a"})
 
     def __init__(self, answer: LookupAnswer, *, title: str, masked: str) -> None:
         super().__init__(classes="hit-modal")
@@ -92,7 +99,11 @@ class HitModal(ModalScreen[None]):
             self.action_acknowledge()
 
     def action_acknowledge(self) -> None:
-        if _monotonic() - self._last_key < self.quiet_s:
+        # The app notes keys as they arrive. This screen's own handler sees
+        # them only after its widgets did, which can be after a priority
+        # Enter that arrived in the same burst from a wedge.
+        last_key = max(self._last_key, getattr(self.app, "last_key_at", 0.0))
+        if _monotonic() - last_key < self.quiet_s:
             self.notify(
                 "Not acknowledged: keys were still arriving, as from a scanner. "
                 "Press Enter again to acknowledge the HIT.",

@@ -98,6 +98,29 @@ async def test_hit_ignores_scanner_enter(
         assert app.ready_for_next.is_set()
 
 
+async def test_hit_ignores_enter_in_same_burst(
+    client: MemoryLookup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A wedge's keys reach the app in one read. The dialog's own handler
+    # sees the letters only after the priority Enter ran, so the app notes
+    # each key as it arrives.
+    now = [1000.0]
+    monkeypatch.setattr(modals, "_monotonic", lambda: now[0])
+    monkeypatch.setattr(HitModal, "quiet_s", 1.0)
+    app = BellCountingApp(client)
+    async with app.run_test(size=SIZE) as pilot:
+        app.scan_lines(passport(STOLEN_NUMBER), source="test reader")
+        await settle(app, pilot)
+        assert isinstance(app.screen, HitModal)
+        now[0] += 5.0
+        for character in "PUTO":
+            app.post_message(events.Key(character, character))
+        app.post_message(events.Key("enter", "\r"))
+        await pilot.pause()
+        await pilot.pause()
+        assert isinstance(app.screen, HitModal)
+
+
 async def test_hit_needs_acknowledgement(client: MemoryLookup) -> None:
     app = BellCountingApp(client)
     async with app.run_test(size=SIZE) as pilot:
