@@ -349,7 +349,9 @@ def _number(text: str, what: str) -> float:
             f"invalid {what} {text!r}: expected a number"
         ) from None
     if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"invalid {what} {text!r}: expected a number")
+        raise argparse.ArgumentTypeError(
+            f"invalid {what} {text!r}: expected a finite number"
+        )
     return value
 
 

@@ -18,10 +18,10 @@ from PIL import Image
 
 from drivers.errors import DriverError
 
-# The reader's file limit. Its pixel limit is higher (400 megapixels),
-# because it decodes large JPEGs in grey at an eighth of their size; a
-# driver decodes in full colour, 3 bytes a pixel, so 60 megapixels (about
-# 180 MB) is its limit, above any document scanner or camera frame.
+# The reader's file limit. The reader allows 400 megapixels, because it
+# decodes large JPEGs in grey at an eighth of their size. A driver decodes
+# in full colour, 3 bytes a pixel, so its limit is 60 megapixels (about
+# 180 MB), above any document scanner or camera frame.
 MAX_FILE_BYTES = 100 * 1024 * 1024
 MAX_DECODE_PIXELS = 60_000_000
 
