@@ -90,7 +90,7 @@ def test_serve_rejects_half_tls(capsys: pytest.CaptureFixture[str]) -> None:
         (["import", "x.csv", "--max-rejected", "-1"], "invalid value -1: use 0"),
         (["import", "x.csv", "--show-rejected", "-1"], "invalid value -1: use 0"),
         (["import", "x.csv", "--max-rejected-percent", "101"], "use 0 to 100"),
-        (["import", "x.csv", "--max-rejected-percent", "inf"], "expected a number"),
+        (["import", "x.csv", "--max-rejected-percent", "inf"], "a finite number"),
     ],
 )
 def test_out_of_range_options_rejected(
