@@ -17,7 +17,7 @@ from pathlib import Path
 
 from drivers.base import Driver, EventCallback
 from drivers.events import DeviceState, ImageCaptured, MrzLinesRead
-from drivers.images import ImageIncomplete, ImageTooLarge, decode_image
+from drivers.images import ImageIncomplete, ImageTooLarge, decode_image_file
 from drivers.specimens import parse_mrz_file
 from kiosk.config import FolderConfig
 
@@ -79,7 +79,7 @@ class FolderDriver(Driver):
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
             try:
-                image = decode_image(path.read_bytes(), str(path))
+                image = decode_image_file(path)
             except ImageTooLarge as exc:
                 # Counted as read: the same file will not get smaller.
                 log.warning("driver %s: image file skipped: %s", self.name, exc)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import warnings
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -79,3 +80,14 @@ def decode_image(data: bytes, name: str) -> npt.NDArray[np.uint8]:
     if image is None or image.size == 0:
         raise ImageIncomplete(f"{name} is not a readable image")
     return np.asarray(image, dtype=np.uint8)
+
+
+def decode_image_file(path: Path) -> npt.NDArray[np.uint8]:
+    """Return the colour image in the file at `path`, checking its size before
+    reading it; raise as `decode_image` does, or OSError."""
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise ImageTooLarge(
+            f"{path} is {size // 2**20} MB, over the {MAX_FILE_BYTES // 2**20} MB limit"
+        )
+    return decode_image(path.read_bytes(), str(path))

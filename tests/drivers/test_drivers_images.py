@@ -10,9 +10,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from drivers import DeviceState
+from drivers import DeviceState, images
 from drivers.folder import FolderDriver
-from drivers.images import ImageIncomplete, ImageTooLarge, decode_image
+from drivers.images import (
+    ImageIncomplete,
+    ImageTooLarge,
+    decode_image,
+    decode_image_file,
+)
 from kiosk.config import FolderConfig
 from tests.drivers.driver_helpers import EventLog, jpeg_bytes, png_bytes, wait_until
 
@@ -45,6 +50,21 @@ def test_image_over_driver_pixel_limit_refused() -> None:
     Image.new("L", (10_000, 8_000), 255).save(buffer, format="PNG")
     with pytest.raises(ImageTooLarge, match="10000 x 8000 pixels, over the limit"):
         decode_image(buffer.getvalue(), "big.png")
+
+
+def test_file_over_size_limit_not_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "big.jpg"
+    path.write_bytes(jpeg_bytes(32, 24))
+    monkeypatch.setattr(images, "MAX_FILE_BYTES", 100)
+
+    def fail(_self: Path) -> bytes:
+        raise AssertionError("the file was read before its size was checked")
+
+    monkeypatch.setattr(Path, "read_bytes", fail)
+    with pytest.raises(ImageTooLarge, match="over the 0 MB limit"):
+        decode_image_file(path)
 
 
 def test_not_an_image_and_empty_refused() -> None:
