@@ -265,10 +265,10 @@ def service_workers(pid: int) -> tuple[int, ...]:
 def _connection_owner(
     client: socket.socket, server_port: int, pids: Sequence[int]
 ) -> int | None:
-    """Return which of `pids` holds the server end of a loopback connection.
+    """Return which of `pids` owns the server end of a loopback connection.
 
     Reads the connection's socket inode from /proc/net/tcp, then looks for
-    it among the processes' open files. None if no process holds it (yet).
+    it among the processes' open files. None if no process owns it (yet).
     """
     client_port = client.getsockname()[1]
     local, remote = f"0100007F:{server_port:04X}", f"0100007F:{client_port:04X}"
@@ -309,7 +309,7 @@ def _balanced_connection(
     keep-alive connections then often land on one worker while another
     idles: runs differed by up to 2x for that alone. A load balancer in
     front of the workers, or hundreds of kiosks, spread connections
-    evenly; reconnecting until each load process reaches its assigned
+    evenly. Reconnecting until each load process reaches its assigned
     worker does the same here. Returns the socket and whether it is on
     the assigned worker.
     """
@@ -317,7 +317,7 @@ def _balanced_connection(
     for _ in range(_CONNECT_ATTEMPTS):
         sock = socket.create_connection(("127.0.0.1", port))
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        # After one answered request the worker has accepted the connection.
+        # Once one request has a response, the worker has accepted the connection.
         sock.sendall(first_request)
         _read_response(sock, buffer)
         if _connection_owner(sock, port, pids) == assigned:
@@ -372,7 +372,7 @@ def run_load(
 ) -> tuple[list[float], int, float]:
     """Drive the service from `workers` load processes, one keep-alive
     connection each, spread evenly over the service's worker processes.
-    Return the latencies, the documents answered and the elapsed time."""
+    Return the latencies, the documents looked up and the elapsed time."""
     plain = [(k.issuing_state, k.document_type, k.document_number) for k in keys]
     pids = service_workers(server_pid)
     queue: multiprocessing.Queue[tuple[list[float], int, bool]] = (

@@ -174,14 +174,14 @@ def _find_many(
 # ps counts in a reader's resident memory.
 # NOTE: a read error on a mapped page (a failing disk) stops the process
 # with SIGBUS, where read() would raise an error. A kiosk then gets no
-# answer and shows the check as not done, as for any lost service.
+# response and shows the check as not done, as for any lost service.
 _READER_MMAP_BYTES = 1 << 40
 
 
 def _create_private(path: Path) -> None:
     """Create an empty file that only its owner can read and write.
 
-    The list holds document numbers, and SQLite gives its -wal and -shm
+    The list contains document numbers, and SQLite gives its -wal and -shm
     files the mode of the database file.
     """
     try:

@@ -23,8 +23,8 @@ _CORRUPT_CODES = frozenset({11, 26})
 
 
 def _is_corrupt_file(exc: BaseException) -> bool:
-    """Return whether `exc`, or an exception it was raised from, says that
-    an SQLite file is damaged."""
+    """Return whether `exc`, or an exception it was raised from, reports a
+    damaged SQLite file."""
     current: BaseException | None = exc
     while current is not None:
         code = getattr(current, "sqlite_errorcode", None)
@@ -104,8 +104,8 @@ def open_client(
     queue at that interval (`close()` stops it). Raises LookupFailed when
     the TLS files cannot be loaded or `timeout_s` is not positive; lookups
     themselves never raise. A damaged offline copy or re-check queue is
-    renamed and replaced by a new one, and `on_notice` gets a message that
-    says so, for the officer or technician to see.
+    renamed and replaced by a new one, and `on_notice` receives a message
+    about it, for the officer or technician to see.
     """
     if backend_url is None:
         from kiosk.lookup.embedded import EmbeddedLookup

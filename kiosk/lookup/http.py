@@ -475,8 +475,8 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 def _log_unusable(request_id: str, exc: LookupFailed) -> None:
     # The reasons name the fault (a missing field, a wrong count) or repeat
-    # the service's own UNKNOWN reason; none of them holds a document number.
-    logger.warning("request %s answered but unusable: %s", request_id, exc)
+    # the service's own UNKNOWN reason. None of them contains a document number.
+    logger.warning("request %s returned an unusable response: %s", request_id, exc)
 
 
 def parse_answer(body: object, request_id: str) -> LookupAnswer:

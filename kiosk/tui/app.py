@@ -180,9 +180,9 @@ class KioskApp(App[int]):
     # Start and stop.
 
     async def on_event(self, event: events.Event) -> None:
-        # Keys are noted in arrival order, before any screen handles them, so
-        # that the HIT dialog knows whether other keys came just before an
-        # Enter.
+        # Keys are recorded in arrival order, before any screen handles them,
+        # so that the HIT dialog can tell whether other keys came just before
+        # an Enter.
         if (
             isinstance(event, events.Key)
             and not event.is_forwarded

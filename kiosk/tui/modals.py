@@ -99,9 +99,9 @@ class HitModal(ModalScreen[None]):
             self.action_acknowledge()
 
     def action_acknowledge(self) -> None:
-        # The app notes keys as they arrive. This screen's own handler sees
-        # them only after its widgets did, which can be after a priority
-        # Enter that arrived in the same burst from a wedge.
+        # The app records keys as they arrive. This screen's own handler gets
+        # them only after its widgets, which can be after a priority Enter
+        # that arrived in the same burst from a wedge.
         last_key = max(self._last_key, getattr(self.app, "last_key_at", 0.0))
         if _monotonic() - last_key < self.quiet_s:
             self.notify(

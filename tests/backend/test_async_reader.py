@@ -199,8 +199,8 @@ def test_database_gone_is_503(
 async def test_reader_retries_terminated_connection(
     pg_store: PostgresStore, tmp_path: Path
 ) -> None:
-    # After a server restart every pooled connection is dead; the next
-    # lookup must be answered, not fail with 503 once per connection.
+    # After a server restart every pooled connection is dead. The next
+    # lookup must return its result, not fail with 503 once per connection.
     keys = _seed(pg_store, tmp_path)
     reader = await pg_store.open_async_reader()
     try:

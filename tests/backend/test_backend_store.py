@@ -327,9 +327,9 @@ def test_versions_of_two_stores_differ_within_one_second() -> None:
     )
 
 
-def test_sqlite_readers_map_the_file_and_see_full_imports(tmp_path: Path) -> None:
-    # Readers read through a memory mapping; a later full import, written
-    # by another connection, must still be what they answer from.
+def test_mapped_readers_see_new_import(tmp_path: Path) -> None:
+    # Readers read through a memory mapping. A later full import, written
+    # by another connection, must still be what their lookups return.
     from backend.store.sqlite import SQLiteStore
 
     with open_store(f"sqlite:///{tmp_path / 'mapped.sqlite3'}") as store:

@@ -173,8 +173,8 @@ def test_file_without_valid_records_names_bad_lines(tmp_path: Path) -> None:
 def test_duplicates_count_against_limits(
     tmp_path: Path, kind: str, parallel: bool, request: pytest.FixtureRequest
 ) -> None:
-    # Duplicates are found by the store after parsing; they still count as
-    # invalid lines, so 150 of 454 lines stop the import at the 1% limit.
+    # The store finds duplicates after parsing. They still count as invalid
+    # lines, so 150 of 454 lines stop the import at the 1% limit.
     url = (
         request.getfixturevalue("pg_schema_url")
         if kind == "postgresql"

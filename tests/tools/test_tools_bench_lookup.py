@@ -64,7 +64,7 @@ def test_connection_owner_finds_the_accepting_process() -> None:
             accepted, _ = server.accept()
             with accepted:
                 assert _connection_owner(client, port, [os.getpid()]) == os.getpid()
-                # The process that holds it is not among those asked about.
+                # The process that owns it is not among the processes given.
                 assert _connection_owner(client, port, [os.getppid()]) is None
                 # A port with no such connection.
                 assert _connection_owner(client, port + 1, [os.getpid()]) is None

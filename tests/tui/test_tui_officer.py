@@ -61,20 +61,32 @@ async def settle(app: KioskApp, pilot: object, timeout_s: float = 10.0) -> None:
     await pilot.pause()  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("ack_key", ["enter", "a"])
-async def test_hit_ignores_scanner_enter(
-    client: MemoryLookup, monkeypatch: pytest.MonkeyPatch, ack_key: str
-) -> None:
-    # A keyboard-wedge scanner types the next document's MRZ and Enter
-    # while the HIT is open; that Enter must not acknowledge it.
+@pytest.fixture
+def ack_clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Return the HIT dialog's clock, a one-item list that tests advance, with
+    the one-second wait for quiet keys turned on."""
     now = [1000.0]
     monkeypatch.setattr(modals, "_monotonic", lambda: now[0])
     monkeypatch.setattr(HitModal, "quiet_s", 1.0)
+    return now
+
+
+async def show_hit(app: KioskApp, pilot: object) -> None:
+    app.scan_lines(passport(STOLEN_NUMBER), source="test reader")
+    await settle(app, pilot)
+    assert isinstance(app.screen, HitModal)
+
+
+@pytest.mark.parametrize("ack_key", ["enter", "a"])
+async def test_hit_ignores_scanner_enter(
+    client: MemoryLookup, ack_clock: list[float], ack_key: str
+) -> None:
+    # A keyboard-wedge scanner types the next document's MRZ and Enter
+    # while the HIT is open, and that Enter must not acknowledge it.
+    now = ack_clock
     app = BellCountingApp(client)
     async with app.run_test(size=SIZE) as pilot:
-        app.scan_lines(passport(STOLEN_NUMBER), source="test reader")
-        await settle(app, pilot)
-        assert isinstance(app.screen, HitModal)
+        await show_hit(app, pilot)
 
         # At once after the dialog opened.
         now[0] += 0.5
@@ -99,20 +111,15 @@ async def test_hit_ignores_scanner_enter(
 
 
 async def test_hit_ignores_enter_in_same_burst(
-    client: MemoryLookup, monkeypatch: pytest.MonkeyPatch
+    client: MemoryLookup, ack_clock: list[float]
 ) -> None:
     # A wedge's keys reach the app in one read. The dialog's own handler
-    # sees the letters only after the priority Enter ran, so the app notes
+    # gets the letters only after the priority Enter ran, so the app records
     # each key as it arrives.
-    now = [1000.0]
-    monkeypatch.setattr(modals, "_monotonic", lambda: now[0])
-    monkeypatch.setattr(HitModal, "quiet_s", 1.0)
     app = BellCountingApp(client)
     async with app.run_test(size=SIZE) as pilot:
-        app.scan_lines(passport(STOLEN_NUMBER), source="test reader")
-        await settle(app, pilot)
-        assert isinstance(app.screen, HitModal)
-        now[0] += 5.0
+        await show_hit(app, pilot)
+        ack_clock[0] += 5.0
         for character in "PUTO":
             app.post_message(events.Key(character, character))
         app.post_message(events.Key("enter", "\r"))
@@ -564,7 +571,7 @@ async def test_startup_notice_shown_with_bell(client: MemoryLookup) -> None:
     async with app.run_test(size=SIZE) as pilot:
         await pilot.pause()
         # Textual keeps the notifications it shows in App._notifications.
-        shown = list(app._notifications)
-        assert [n.message for n in shown] == app.startup_notices
-        assert shown[0].severity == "error"
+        notifications = list(app._notifications)
+        assert [n.message for n in notifications] == app.startup_notices
+        assert notifications[0].severity == "error"
         assert app.bells == 1
