@@ -571,8 +571,8 @@ def _first_invalid_utf8_line(path: Path) -> int | None:
                 try:
                     decoder.decode(chunk)
                 except UnicodeDecodeError as exc:
-                    # exc.object is the decoder's held-back bytes, which hold
-                    # no newline, followed by this chunk.
+                    # exc.object is the bytes the decoder held back, which
+                    # contain no newline, followed by this chunk.
                     return lines_before + exc.object[: exc.start].count(b"\n") + 1
                 lines_before += chunk.count(b"\n")
             decoder.decode(b"", final=True)

@@ -33,11 +33,11 @@ _PNG_START = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 
 
-class ImageIncomplete(DriverError):
+class ImageIncomplete(DriverError, ValueError):
     """The bytes are no complete image yet, or not an image at all."""
 
 
-class ImageTooLarge(DriverError):
+class ImageTooLarge(DriverError, ValueError):
     """The image is over the limits; reading it again would not help."""
 
 
